@@ -1,0 +1,160 @@
+//! Connection settings.
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::proto::connection::ProtoConfig;
+
+/// Settings for one connection, client or server. Every setter states its default.
+///
+/// ```
+/// let config = wsio::Config::default()
+///     .max_message_size(1 << 20)
+///     .write_buffer_size(64 * 1024);
+/// assert_eq!(config.get_max_message_size(), 1 << 20);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    max_frame_size: usize,
+    max_message_size: usize,
+    write_buffer_size: usize,
+    read_buffer_size: usize,
+    close_timeout: Duration,
+    max_handshake_size: usize,
+    max_handshake_headers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_frame_size: 16 << 20,
+            max_message_size: 64 << 20,
+            write_buffer_size: 128 << 10,
+            read_buffer_size: 8 << 10,
+            close_timeout: Duration::from_secs(5),
+            max_handshake_size: 16 << 10,
+            max_handshake_headers: 64,
+        }
+    }
+}
+
+impl Config {
+    /// Largest frame payload accepted from the peer; a header announcing more fails the connection
+    /// with 1009 before any of the payload is read. Default: 16 MiB.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// Largest message the message API assembles; a frame that would take a message past it fails
+    /// the connection with 1009 as soon as its header arrives. The stream API does not assemble
+    /// messages and is not bound by this. Default: 64 MiB.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// How many bytes may wait to be written before senders wait (backpressure). A single message
+    /// larger than this is still accepted whole, and the next send waits until it has drained.
+    /// Default: 128 KiB.
+    pub fn write_buffer_size(mut self, bytes: usize) -> Self {
+        self.write_buffer_size = bytes;
+        self
+    }
+
+    /// The smallest read: how much room the read buffer makes before each read from the socket.
+    /// It grows beyond this only to hold the frame in hand. Default: 8 KiB.
+    pub fn read_buffer_size(mut self, bytes: usize) -> Self {
+        self.read_buffer_size = bytes;
+        self
+    }
+
+    /// How long to wait for the peer to finish the closing handshake (its close frame, and for a
+    /// client the server's TCP close) before dropping the connection. Default: 5 s.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Largest HTTP head accepted in the opening handshake (request line or status line plus
+    /// headers). Default: 16 KiB.
+    pub fn max_handshake_size(mut self, bytes: usize) -> Self {
+        self.max_handshake_size = bytes;
+        self
+    }
+
+    /// Most header lines accepted in the opening handshake. Default: 64.
+    pub fn max_handshake_headers(mut self, count: usize) -> Self {
+        self.max_handshake_headers = count;
+        self
+    }
+
+    /// See [`max_frame_size`](Self::max_frame_size).
+    pub fn get_max_frame_size(&self) -> usize {
+        self.max_frame_size
+    }
+
+    /// See [`max_message_size`](Self::max_message_size).
+    pub fn get_max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// See [`write_buffer_size`](Self::write_buffer_size).
+    pub fn get_write_buffer_size(&self) -> usize {
+        self.write_buffer_size
+    }
+
+    /// See [`read_buffer_size`](Self::read_buffer_size).
+    pub fn get_read_buffer_size(&self) -> usize {
+        self.read_buffer_size
+    }
+
+    /// See [`close_timeout`](Self::close_timeout).
+    pub fn get_close_timeout(&self) -> Duration {
+        self.close_timeout
+    }
+
+    /// See [`max_handshake_size`](Self::max_handshake_size).
+    pub fn get_max_handshake_size(&self) -> usize {
+        self.max_handshake_size
+    }
+
+    /// See [`max_handshake_headers`](Self::max_handshake_headers).
+    pub fn get_max_handshake_headers(&self) -> usize {
+        self.max_handshake_headers
+    }
+
+    /// Checks that every value is usable.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.max_frame_size == 0 {
+            return Err(Error::InvalidConfig("max_frame_size must be at least 1"));
+        }
+        if self.max_message_size == 0 {
+            return Err(Error::InvalidConfig("max_message_size must be at least 1"));
+        }
+        if self.write_buffer_size == 0 {
+            return Err(Error::InvalidConfig("write_buffer_size must be at least 1"));
+        }
+        if self.read_buffer_size < 64 {
+            return Err(Error::InvalidConfig("read_buffer_size must be at least 64"));
+        }
+        if self.max_handshake_size < 256 {
+            return Err(Error::InvalidConfig(
+                "max_handshake_size must be at least 256",
+            ));
+        }
+        if self.max_handshake_headers < 8 {
+            return Err(Error::InvalidConfig(
+                "max_handshake_headers must be at least 8",
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn proto(&self) -> ProtoConfig {
+        ProtoConfig {
+            max_frame_size: self.max_frame_size,
+            max_message_size: self.max_message_size,
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The crate's error type.
+
+use std::{fmt, io};
+
+pub use crate::handshake::HandshakeError;
+pub use crate::proto::error::{CapacityError, FailReason, ProtocolError};
+
+use crate::proto::close::CloseCode;
+
+/// A `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong. Match on [`Error::kind`] to branch; the variants carry detail.
+///
+/// A normal close is not an error: `recv` yields the close frame and then `None`.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum Error {
+    /// The underlying transport failed, or the peer vanished without a closing handshake.
+    Io(io::Error),
+    /// The peer broke RFC 6455; the connection was failed with [`ProtocolError::close_code`].
+    Protocol(ProtocolError),
+    /// The peer exceeded a configured size limit; the connection was failed with 1009.
+    Capacity(CapacityError),
+    /// The opening handshake failed or was refused.
+    Handshake(Box<HandshakeError>),
+    /// The connection is closed (or closing): nothing more can be sent.
+    Closed,
+    /// An operation did not finish in time.
+    Timeout(Timeout),
+    /// The URL cannot be used to open a WebSocket.
+    InvalidUrl(String),
+    /// The caller asked for something the protocol forbids; nothing was sent.
+    Usage(UsageError),
+    /// A configuration value is out of range.
+    InvalidConfig(&'static str),
+}
+
+/// What [`Error::kind`] returns: the category of an error, for callers that branch on it.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Transport I/O.
+    Io,
+    /// The server answered the handshake with something other than 101.
+    HandshakeRefused,
+    /// The handshake was malformed or did not validate.
+    Handshake,
+    /// A protocol violation by the peer (close code 1002).
+    Protocol,
+    /// Invalid UTF-8 from the peer (close code 1007).
+    InvalidUtf8,
+    /// A size limit (close code 1009).
+    Capacity,
+    /// The connection is closed.
+    Closed,
+    /// A timeout.
+    Timeout,
+    /// A URL that cannot be used.
+    InvalidUrl,
+    /// A call the protocol does not allow (bad close code, oversized ping...).
+    Usage,
+    /// A configuration value out of range.
+    InvalidConfig,
+}
+
+/// Which deadline passed.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timeout {
+    /// The opening handshake.
+    Handshake,
+    /// The peer did not finish the closing handshake in time.
+    Close,
+    /// Connecting the transport.
+    Connect,
+}
+
+/// A call that the protocol forbids.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageError {
+    /// Ping and pong payloads are at most 125 bytes.
+    ControlPayloadTooLong(usize),
+    /// A close reason is at most 123 bytes.
+    CloseReasonTooLong(usize),
+    /// This close code may not be sent.
+    InvalidCloseCode(u16),
+    /// A message is being sent in fragments; it must end before another starts.
+    MessageInProgress,
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UsageError::ControlPayloadTooLong(n) => {
+                write!(f, "control payload of {n} bytes exceeds 125")
+            }
+            UsageError::CloseReasonTooLong(n) => write!(f, "close reason of {n} bytes exceeds 123"),
+            UsageError::InvalidCloseCode(c) => write!(f, "close code {c} may not be sent"),
+            UsageError::MessageInProgress => {
+                f.write_str("another message is being sent in fragments")
+            }
+        }
+    }
+}
+
+impl Error {
+    /// The category of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Io(_) => ErrorKind::Io,
+            Error::Protocol(ProtocolError::InvalidUtf8) => ErrorKind::InvalidUtf8,
+            Error::Protocol(_) => ErrorKind::Protocol,
+            Error::Capacity(_) => ErrorKind::Capacity,
+            Error::Handshake(h) if matches!(**h, HandshakeError::Refused(_)) => {
+                ErrorKind::HandshakeRefused
+            }
+            Error::Handshake(_) => ErrorKind::Handshake,
+            Error::Closed => ErrorKind::Closed,
+            Error::Timeout(_) => ErrorKind::Timeout,
+            Error::InvalidUrl(_) => ErrorKind::InvalidUrl,
+            Error::Usage(_) => ErrorKind::Usage,
+            Error::InvalidConfig(_) => ErrorKind::InvalidConfig,
+        }
+    }
+
+    /// The close code sent to the peer because of this error, when it failed the connection.
+    pub fn close_code(&self) -> Option<CloseCode> {
+        match self {
+            Error::Protocol(e) => Some(e.close_code()),
+            Error::Capacity(e) => Some(e.close_code()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn abnormal_closure() -> Error {
+        Error::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed without a closing handshake",
+        ))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "I/O error: {e}"),
+            Error::Protocol(e) => write!(f, "protocol error: {e}"),
+            Error::Capacity(e) => write!(f, "limit exceeded: {e}"),
+            Error::Handshake(e) => write!(f, "handshake failed: {e}"),
+            Error::Closed => f.write_str("connection closed"),
+            Error::Timeout(which) => write!(f, "timed out: {which:?}"),
+            Error::InvalidUrl(why) => write!(f, "invalid WebSocket URL: {why}"),
+            Error::Usage(e) => write!(f, "invalid call: {e}"),
+            Error::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            Error::Protocol(e) => Some(e),
+            Error::Capacity(e) => Some(e),
+            Error::Handshake(e) => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<CapacityError> for Error {
+    fn from(e: CapacityError) -> Self {
+        Error::Capacity(e)
+    }
+}
+
+impl From<FailReason> for Error {
+    fn from(e: FailReason) -> Self {
+        match e {
+            FailReason::Protocol(p) => Error::Protocol(p),
+            FailReason::Capacity(c) => Error::Capacity(c),
+        }
+    }
+}
+
+impl From<HandshakeError> for Error {
+    fn from(e: HandshakeError) -> Self {
+        Error::Handshake(Box::new(e))
+    }
+}
+
+impl From<UsageError> for Error {
+    fn from(e: UsageError) -> Self {
+        Error::Usage(e)
+    }
+}
+
+/// For use inside `AsyncRead`/`AsyncWrite` adapters: the error travels inside an `io::Error`
+/// and can be recovered with [`io::Error::into_inner`] and `downcast`.
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Io(e) => e,
+            Error::Timeout(_) => io::Error::new(io::ErrorKind::TimedOut, e),
+            Error::Closed => io::Error::new(io::ErrorKind::BrokenPipe, e),
+            Error::Protocol(_) | Error::Capacity(_) => {
+                io::Error::new(io::ErrorKind::InvalidData, e)
+            }
+            other => io::Error::other(other),
+        }
+    }
+}

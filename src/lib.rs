@@ -1,0 +1,19 @@
+//! # wsio
+//!
+//! RFC 6455 WebSockets for tokio.
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+mod config;
+pub mod error;
+pub mod handshake;
+pub mod proto;
+mod rt;
+
+pub use config::Config;
+pub use error::{Error, ErrorKind, Result};
+pub use proto::close::{CloseCode, CloseFrame};
+pub use proto::connection::{Counters, ReadyState};
+pub use proto::message::{Message, Utf8Bytes};
+pub use proto::Role;
+pub use rt::socket::WebSocket;
+pub use rt::split::{ReadHalf, ReuniteError, WriteHalf};

@@ -1,0 +1,473 @@
+//! The connection state machine: what a received frame means and what must be sent in reply.
+//!
+//! It never does I/O. Receiving a ping queues a pong, receiving a close queues the echo, failing the
+//! connection queues a close with the right code; the runtime sees [`Connection::wants_write`]
+//! and drains [`Connection::transmit`]. That is how a task that only reads still answers pings.
+
+use bytes::{Bytes, BytesMut};
+
+use super::close::{CloseFrame, MAX_REASON_LEN};
+use super::decoder::{DataKind, Decoded, Delivery, FrameDecoder};
+use super::encoder::Transmit;
+use super::error::{FailReason, ProtocolError};
+use super::header::{OpCode, MAX_CONTROL_PAYLOAD};
+use super::message::{Message, Utf8Bytes};
+use super::Role;
+use crate::error::{Error, UsageError};
+
+/// The connection's state, as the `readyState` of a browser WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReadyState {
+    /// The opening handshake is in progress.
+    Connecting,
+    /// Messages flow both ways.
+    Open,
+    /// One side has sent a close frame; the other's is awaited.
+    Closing,
+    /// Both close frames were exchanged, or the connection failed.
+    Closed,
+}
+
+/// Settings the protocol core needs.
+#[derive(Debug, Clone, Copy)]
+pub struct ProtoConfig {
+    /// Largest accepted frame payload.
+    pub max_frame_size: usize,
+    /// Largest accepted assembled message.
+    pub max_message_size: usize,
+}
+
+/// What [`Connection::receive`] hands out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// Payload bytes of a data message.
+    Data {
+        /// The message's type.
+        kind: DataKind,
+        /// The bytes.
+        data: Bytes,
+        /// First bytes of the message.
+        start: bool,
+        /// Last bytes of the message.
+        end: bool,
+    },
+    /// A ping, pong or close (already handled: a pong or close reply is queued).
+    Control(Message),
+}
+
+/// Counters of what crossed the connection, in frames, messages and payload bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames sent.
+    pub frames_sent: u64,
+    /// Frames received.
+    pub frames_received: u64,
+    /// Data messages sent (complete).
+    pub messages_sent: u64,
+    /// Data messages received (complete).
+    pub messages_received: u64,
+    /// Payload bytes sent.
+    pub payload_bytes_sent: u64,
+    /// Payload bytes received.
+    pub payload_bytes_received: u64,
+}
+
+/// One WebSocket connection's protocol state.
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: ProtoConfig,
+    decoder: FrameDecoder,
+    transmit: Transmit,
+    /// Fragments of the message being assembled (message delivery only).
+    assembly: Assembly,
+    /// The data message we are sending in fragments, if any.
+    sending: Option<DataKind>,
+    sent_close: bool,
+    received_close: bool,
+    failure: Option<FailReason>,
+    peer_close: Option<CloseFrame>,
+    /// A close or failure decoded but not yet handed out: it waits until the reply it queued
+    /// has left, so a caller that stops reading after it has not left the peer unanswered.
+    undelivered: Option<Undelivered>,
+    counters: Counters,
+}
+
+#[derive(Debug)]
+enum Undelivered {
+    Close(Option<CloseFrame>),
+    Failure(FailReason),
+}
+
+#[derive(Debug, Default)]
+struct Assembly {
+    first: Option<Bytes>,
+    rest: BytesMut,
+}
+
+impl Assembly {
+    /// Adds a piece; returns the whole message once `end` is set.
+    fn push(&mut self, data: Bytes, start: bool, end: bool) -> Option<Bytes> {
+        if start && end {
+            return Some(data);
+        }
+        if start {
+            self.first = Some(data);
+            return None;
+        }
+        if let Some(first) = self.first.take() {
+            self.rest.reserve(first.len() + data.len());
+            self.rest.extend_from_slice(&first);
+        }
+        self.rest.extend_from_slice(&data);
+        end.then(|| std::mem::take(&mut self.rest).freeze())
+    }
+}
+
+impl Connection {
+    /// A connection in the `Open` state, for the side `role` names.
+    pub fn new(role: Role, config: ProtoConfig) -> Self {
+        Connection {
+            role,
+            config,
+            decoder: FrameDecoder::new(role, config.max_frame_size),
+            transmit: Transmit::default(),
+            assembly: Assembly::default(),
+            sending: None,
+            sent_close: false,
+            received_close: false,
+            failure: None,
+            peer_close: None,
+            undelivered: None,
+            counters: Counters::default(),
+        }
+    }
+
+    // ----- getters -----
+
+    /// Which side this is.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The state, as a browser reports it.
+    pub fn ready_state(&self) -> ReadyState {
+        match (self.sent_close, self.received_close) {
+            _ if self.failure.is_some() => ReadyState::Closed,
+            (false, false) => ReadyState::Open,
+            (true, true) => ReadyState::Closed,
+            _ => ReadyState::Closing,
+        }
+    }
+
+    /// Whether a close frame was received from the peer.
+    pub fn received_close(&self) -> bool {
+        self.received_close
+    }
+
+    /// Whether a close frame was queued to the peer.
+    pub fn sent_close(&self) -> bool {
+        self.sent_close
+    }
+
+    /// The peer's close frame, once received (`None` also when it had no code).
+    pub fn peer_close(&self) -> Option<&CloseFrame> {
+        self.peer_close.as_ref()
+    }
+
+    /// Why the connection failed, if it did.
+    pub fn failure(&self) -> Option<&FailReason> {
+        self.failure.as_ref()
+    }
+
+    /// Whether nothing more will be received: the peer's close arrived or the connection failed.
+    /// (A close or failure may still wait to be handed out: see [`has_undelivered`](Self::has_undelivered).)
+    pub fn is_receive_done(&self) -> bool {
+        self.received_close || self.failure.is_some()
+    }
+
+    /// Whether queued frames wait for the socket.
+    pub fn wants_write(&self) -> bool {
+        !self.transmit.is_empty()
+    }
+
+    /// The transmit queue, for the runtime to drain.
+    pub fn transmit(&mut self) -> &mut Transmit {
+        &mut self.transmit
+    }
+
+    /// Bytes accepted but not yet written to the socket.
+    pub fn buffered_amount(&self) -> usize {
+        self.transmit.buffered()
+    }
+
+    /// What crossed the connection so far.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            frames_received: self.decoder.frames_decoded(),
+            ..self.counters
+        }
+    }
+
+    /// How many bytes the read buffer should hold for whole-frame decoding to progress.
+    pub fn read_wanted(&self, buffered: usize) -> usize {
+        self.decoder.wanted(buffered)
+    }
+
+    /// Whether an incoming data message is partly received.
+    pub fn receiving_message(&self) -> bool {
+        self.decoder.in_message()
+    }
+
+    // ----- input -----
+
+    /// Decodes the next whole message from `buf`. Control frames are handled (replies queued) and
+    /// returned too. `Ok(None)` means more bytes are needed.
+    pub fn receive_message(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, FailReason> {
+        loop {
+            match self.receive(
+                buf,
+                Delivery::WholeFrames,
+                Some(self.config.max_message_size),
+            )? {
+                None => return Ok(None),
+                Some(Incoming::Control(message)) => return Ok(Some(message)),
+                Some(Incoming::Data {
+                    kind,
+                    data,
+                    start,
+                    end,
+                }) => {
+                    let Some(payload) = self.assembly.push(data, start, end) else {
+                        continue;
+                    };
+                    return Ok(Some(match kind {
+                        DataKind::Binary => Message::Binary(payload),
+                        DataKind::Text => Message::Text(Utf8Bytes::from_validated(payload)),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Decodes the next piece of input. Data arrives as whole frames or chunks per `delivery`;
+    /// `message_limit` bounds data messages.
+    pub fn receive(
+        &mut self,
+        buf: &mut BytesMut,
+        delivery: Delivery,
+        message_limit: Option<usize>,
+    ) -> Result<Option<Incoming>, FailReason> {
+        if self.undelivered.is_some() {
+            if !self.transmit.is_empty() {
+                return Ok(None);
+            }
+            return match self.undelivered.take() {
+                Some(Undelivered::Close(frame)) => {
+                    Ok(Some(Incoming::Control(Message::Close(frame))))
+                }
+                Some(Undelivered::Failure(reason)) => Err(reason),
+                None => Ok(None),
+            };
+        }
+        if self.is_receive_done() {
+            return Ok(None);
+        }
+        let decoded = match self.decoder.decode(buf, delivery, message_limit) {
+            Ok(Some(d)) => d,
+            Ok(None) => return Ok(None),
+            Err(reason) => {
+                self.fail(reason);
+                return self.receive(buf, delivery, message_limit);
+            }
+        };
+        match decoded {
+            Decoded::Data {
+                kind,
+                data,
+                start,
+                end,
+            } => {
+                self.counters.payload_bytes_received += data.len() as u64;
+                if end {
+                    self.counters.messages_received += 1;
+                }
+                Ok(Some(Incoming::Data {
+                    kind,
+                    data,
+                    start,
+                    end,
+                }))
+            }
+            Decoded::Control { opcode, payload } => {
+                self.counters.payload_bytes_received += payload.len() as u64;
+                match self.handle_control(opcode, payload) {
+                    Some(message) => Ok(Some(Incoming::Control(message))),
+                    // A close or a failure: handed out once its reply has been written.
+                    None => self.receive(buf, delivery, message_limit),
+                }
+            }
+        }
+    }
+
+    /// Handles a control frame; pings and pongs are returned at once, a close (or a bad close
+    /// payload) is parked in `undelivered`.
+    fn handle_control(&mut self, opcode: OpCode, payload: Bytes) -> Option<Message> {
+        match opcode {
+            OpCode::Ping => {
+                if !self.sent_close {
+                    self.queue_frame(true, OpCode::Pong, payload.clone());
+                }
+                Some(Message::Ping(payload))
+            }
+            OpCode::Pong => Some(Message::Pong(payload)),
+            _ => {
+                match CloseFrame::parse(payload) {
+                    Ok(frame) => {
+                        self.received_close = true;
+                        if !self.sent_close {
+                            // Echo the code (RFC 6455 §5.5.1), without repeating the reason.
+                            let echo = frame
+                                .as_ref()
+                                .map(|f| CloseFrame::new(f.code, Utf8Bytes::default()));
+                            self.queue_close(echo.as_ref());
+                        }
+                        self.peer_close = frame.clone();
+                        self.undelivered = Some(Undelivered::Close(frame));
+                    }
+                    Err(e) => self.fail(e.into()),
+                }
+                None
+            }
+        }
+    }
+
+    /// Fails the connection: queues a close with the reason's code, stops receiving, and hands
+    /// the reason out once the close has been written.
+    pub fn fail(&mut self, reason: FailReason) {
+        if self.failure.is_some() {
+            return;
+        }
+        if !self.sent_close {
+            let frame = CloseFrame::new(reason.close_code(), Utf8Bytes::default());
+            self.queue_close(Some(&frame));
+        }
+        self.failure = Some(reason.clone());
+        self.undelivered = Some(Undelivered::Failure(reason));
+    }
+
+    /// Whether a close or failure waits to be handed out (after the transmit queue drains).
+    pub fn has_undelivered(&self) -> bool {
+        self.undelivered.is_some()
+    }
+
+    // ----- output -----
+
+    /// Queues a whole message. Pings and pongs must be at most 125 bytes; `Close` is
+    /// [`close`](Self::close).
+    pub fn send_message(&mut self, message: Message) -> Result<(), Error> {
+        match message {
+            Message::Text(text) => self.send_whole(DataKind::Text, text.into_bytes()),
+            Message::Binary(data) => self.send_whole(DataKind::Binary, data),
+            Message::Ping(payload) => self.send_control(OpCode::Ping, payload),
+            Message::Pong(payload) => self.send_control(OpCode::Pong, payload),
+            Message::Close(frame) => self.close(frame),
+        }
+    }
+
+    fn send_whole(&mut self, kind: DataKind, payload: Bytes) -> Result<(), Error> {
+        self.check_can_send()?;
+        if self.sending.is_some() {
+            return Err(UsageError::MessageInProgress.into());
+        }
+        self.counters.messages_sent += 1;
+        self.queue_frame(true, data_opcode(kind), payload);
+        Ok(())
+    }
+
+    /// Queues one frame of a data message sent in pieces: the first call starts the message, the
+    /// one with `fin` set ends it.
+    pub fn send_fragment(
+        &mut self,
+        kind: DataKind,
+        payload: Bytes,
+        fin: bool,
+    ) -> Result<(), Error> {
+        self.check_can_send()?;
+        let opcode = match self.sending {
+            Some(current) if current == kind => OpCode::Continuation,
+            Some(_) => return Err(UsageError::MessageInProgress.into()),
+            None => data_opcode(kind),
+        };
+        self.sending = if fin { None } else { Some(kind) };
+        if fin {
+            self.counters.messages_sent += 1;
+        }
+        self.queue_frame(fin, opcode, payload);
+        Ok(())
+    }
+
+    /// Whether a data message sent in fragments is unfinished.
+    pub fn sending_message(&self) -> bool {
+        self.sending.is_some()
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), Error> {
+        self.check_can_send()?;
+        if payload.len() as u64 > MAX_CONTROL_PAYLOAD {
+            return Err(UsageError::ControlPayloadTooLong(payload.len()).into());
+        }
+        self.queue_frame(true, opcode, payload);
+        Ok(())
+    }
+
+    /// Starts the closing handshake. The code must be sendable and the reason at most 123 bytes.
+    pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        self.check_can_send()?;
+        if let Some(f) = &frame {
+            if !f.code.is_sendable() {
+                return Err(UsageError::InvalidCloseCode(f.code.0).into());
+            }
+            if f.reason.len() > MAX_REASON_LEN {
+                return Err(UsageError::CloseReasonTooLong(f.reason.len()).into());
+            }
+        }
+        self.queue_close(frame.as_ref());
+        Ok(())
+    }
+
+    fn check_can_send(&self) -> Result<(), Error> {
+        if self.sent_close || self.failure.is_some() {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    fn queue_close(&mut self, frame: Option<&CloseFrame>) {
+        self.queue_frame(true, OpCode::Close, CloseFrame::encode(frame));
+        self.sent_close = true;
+    }
+
+    fn queue_frame(&mut self, fin: bool, opcode: OpCode, payload: Bytes) {
+        let mask = match self.role {
+            Role::Client => Some(rand::random::<[u8; 4]>()),
+            Role::Server => None,
+        };
+        self.counters.frames_sent += 1;
+        self.counters.payload_bytes_sent += payload.len() as u64;
+        self.transmit.push_frame(fin, 0, opcode, mask, payload);
+    }
+}
+
+fn data_opcode(kind: DataKind) -> OpCode {
+    match kind {
+        DataKind::Text => OpCode::Text,
+        DataKind::Binary => OpCode::Binary,
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(e: ProtocolError) -> Self {
+        Error::Protocol(e)
+    }
+}

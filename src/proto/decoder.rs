@@ -1,0 +1,427 @@
+//! Inbound frames: header checks, limits, in-place unmasking and incremental UTF-8 validation.
+//!
+//! The decoder works on the connection's read buffer. Bytes of a payload are unmasked and (for
+//! text) validated as soon as they arrive, and remembered as processed, so a frame that trickles in
+//! over many reads is checked once per byte and a bad byte fails the connection at once. A frame is
+//! handed out as `split_to(len).freeze()` of the read buffer: no copy.
+//!
+//! Two ways to take payloads: whole frames (the message API), or chunks of whatever has arrived
+//! (the stream API), which never needs more buffer than one read.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::error::{CapacityError, FailReason, ProtocolError};
+use super::header::{FrameHeader, OpCode, MAX_HEADER_LEN};
+use super::mask::apply_mask;
+use super::utf8::Utf8Validator;
+use super::Role;
+
+/// The type of a data message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataKind {
+    /// UTF-8 text.
+    Text,
+    /// Binary data.
+    Binary,
+}
+
+/// What the decoder produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    /// Payload bytes of a data message.
+    Data {
+        /// The message's type.
+        kind: DataKind,
+        /// The bytes, unmasked (and, for text, validated as far as the message has come).
+        data: Bytes,
+        /// These are the message's first bytes.
+        start: bool,
+        /// These are the message's last bytes.
+        end: bool,
+    },
+    /// A whole control frame.
+    Control {
+        /// Close, Ping or Pong.
+        opcode: OpCode,
+        /// The unmasked payload, at most 125 bytes.
+        payload: Bytes,
+    },
+}
+
+/// How payloads are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// A data frame is handed out once all of it is in the buffer.
+    WholeFrames,
+    /// Data is handed out as it arrives.
+    Chunks,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PayloadState {
+    header: FrameHeader,
+    /// Payload bytes of this frame not yet handed out.
+    remaining: u64,
+    /// Payload bytes at the front of the buffer already unmasked and validated.
+    processed: usize,
+    /// Payload bytes of this frame already handed out: where the mask resumes.
+    consumed: u64,
+    /// Whether this frame starts its message.
+    starts_message: bool,
+}
+
+/// Decodes frames from a read buffer.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    role: Role,
+    max_frame_size: usize,
+    /// RSV bits that negotiated extensions give meaning to.
+    allowed_rsv: u8,
+    payload: Option<PayloadState>,
+    /// The data message in progress and how many bytes it has so far.
+    message: Option<(DataKind, u64)>,
+    utf8: Utf8Validator,
+    frames: u64,
+}
+
+impl FrameDecoder {
+    /// A decoder for the side of the connection that `role` names.
+    pub fn new(role: Role, max_frame_size: usize) -> Self {
+        FrameDecoder {
+            role,
+            max_frame_size,
+            allowed_rsv: 0,
+            payload: None,
+            message: None,
+            utf8: Utf8Validator::new(),
+            frames: 0,
+        }
+    }
+
+    /// Whether a fragmented data message is in progress.
+    pub fn in_message(&self) -> bool {
+        self.message.is_some()
+    }
+
+    /// How many frame headers were accepted.
+    pub fn frames_decoded(&self) -> u64 {
+        self.frames
+    }
+
+    /// Whether the decoder is between frames.
+    pub fn at_frame_boundary(&self) -> bool {
+        self.payload.is_none()
+    }
+
+    /// How many bytes the buffer should be able to hold for the decoder to make progress in
+    /// whole-frame delivery: the rest of the frame in hand, or a full header.
+    pub fn wanted(&self, buffered: usize) -> usize {
+        match &self.payload {
+            Some(p) => usize::try_from(p.remaining)
+                .unwrap_or(usize::MAX)
+                .max(buffered),
+            None => MAX_HEADER_LEN.max(buffered),
+        }
+    }
+
+    /// Decodes what `buf` holds. `message_limit` bounds the size of a data message
+    /// (checked as each frame header arrives); `None` means unbounded.
+    pub fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        delivery: Delivery,
+        message_limit: Option<usize>,
+    ) -> Result<Option<Decoded>, FailReason> {
+        loop {
+            let Some(state) = self.payload.as_mut() else {
+                let Some((header, len)) = FrameHeader::parse(buf)? else {
+                    return Ok(None);
+                };
+                let starts_message = self.check_header(&header, message_limit)?;
+                buf.advance(len);
+                self.frames += 1;
+                self.payload = Some(PayloadState {
+                    header,
+                    remaining: header.payload_len,
+                    processed: 0,
+                    consumed: 0,
+                    starts_message,
+                });
+                continue;
+            };
+            let available = buf
+                .len()
+                .min(usize::try_from(state.remaining).unwrap_or(usize::MAX));
+            if state.processed < available {
+                let fresh = &mut buf[state.processed..available];
+                if let Some(key) = state.header.mask {
+                    apply_mask(
+                        fresh,
+                        key,
+                        (state.consumed as usize).wrapping_add(state.processed),
+                    );
+                }
+                let is_text = !state.header.opcode.is_control()
+                    && matches!(self.message, Some((DataKind::Text, _)));
+                if is_text {
+                    self.utf8
+                        .feed(fresh)
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                state.processed = available;
+            }
+            let frame_done = available as u64 == state.remaining;
+            let opcode = state.header.opcode;
+            if opcode.is_control() {
+                if !frame_done {
+                    return Ok(None);
+                }
+                let payload = buf.split_to(available).freeze();
+                self.payload = None;
+                return Ok(Some(Decoded::Control { opcode, payload }));
+            }
+            if !frame_done && (delivery == Delivery::WholeFrames || available == 0) {
+                return Ok(None);
+            }
+            let data = buf.split_to(available).freeze();
+            let start = state.starts_message;
+            state.starts_message = false;
+            state.remaining -= available as u64;
+            state.consumed += available as u64;
+            state.processed = 0;
+            let fin = state.header.fin;
+            let (kind, _) = self.message.expect("a data payload belongs to a message");
+            let end = frame_done && fin;
+            if frame_done {
+                self.payload = None;
+            }
+            if end {
+                self.message = None;
+                if kind == DataKind::Text {
+                    self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+            }
+            return Ok(Some(Decoded::Data {
+                kind,
+                data,
+                start,
+                end,
+            }));
+        }
+    }
+
+    /// Checks a header against the connection's state; returns whether it starts a message.
+    fn check_header(
+        &mut self,
+        header: &FrameHeader,
+        message_limit: Option<usize>,
+    ) -> Result<bool, FailReason> {
+        let reserved = header.rsv & !self.allowed_rsv;
+        if reserved != 0 {
+            return Err(ProtocolError::ReservedBitsSet(reserved).into());
+        }
+        match (self.role, header.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrameFromClient.into()),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrameFromServer.into()),
+            _ => {}
+        }
+        if header.opcode.is_control() {
+            return Ok(false);
+        }
+        if header.payload_len > self.max_frame_size as u64 {
+            return Err(CapacityError::FrameTooLarge {
+                size: header.payload_len,
+                max: self.max_frame_size,
+            }
+            .into());
+        }
+        let (kind, so_far, starts) = match (header.opcode, self.message) {
+            (OpCode::Continuation, Some((kind, so_far))) => (kind, so_far, false),
+            (OpCode::Continuation, None) => {
+                return Err(ProtocolError::UnexpectedContinuation.into())
+            }
+            (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation.into()),
+            (OpCode::Text, None) => (DataKind::Text, 0, true),
+            (_, None) => (DataKind::Binary, 0, true),
+        };
+        let size = so_far.saturating_add(header.payload_len);
+        if let Some(max) = message_limit {
+            if size > max as u64 {
+                return Err(CapacityError::MessageTooLarge { size, max }.into());
+            }
+        }
+        if starts {
+            self.utf8 = Utf8Validator::new();
+        }
+        self.message = Some((kind, size));
+        Ok(starts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::header::MAX_HEADER_LEN;
+
+    fn frame(fin: bool, opcode: OpCode, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+        let header = FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut head);
+        let mut out = head[..n].to_vec();
+        let mut body = payload.to_vec();
+        if let Some(key) = mask {
+            apply_mask(&mut body, key, 0);
+        }
+        out.extend(body);
+        out
+    }
+
+    fn decode_all(
+        dec: &mut FrameDecoder,
+        wire: &[u8],
+        delivery: Delivery,
+    ) -> Result<Vec<Decoded>, FailReason> {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for &b in wire {
+            buf.extend_from_slice(&[b]);
+            while let Some(d) = dec.decode(&mut buf, delivery, Some(1 << 20))? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn byte_by_byte_whole_frames() {
+        let key = Some([9, 8, 7, 6]);
+        let mut wire = frame(false, OpCode::Text, key, "héllo ".as_bytes());
+        wire.extend(frame(true, OpCode::Ping, key, b"p"));
+        wire.extend(frame(true, OpCode::Continuation, key, "wörld".as_bytes()));
+        let mut dec = FrameDecoder::new(Role::Server, 1 << 20);
+        let got = decode_all(&mut dec, &wire, Delivery::WholeFrames).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                Decoded::Data {
+                    kind: DataKind::Text,
+                    data: Bytes::from("héllo "),
+                    start: true,
+                    end: false
+                },
+                Decoded::Control {
+                    opcode: OpCode::Ping,
+                    payload: Bytes::from_static(b"p")
+                },
+                Decoded::Data {
+                    kind: DataKind::Text,
+                    data: Bytes::from("wörld"),
+                    start: false,
+                    end: true
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn chunks_concatenate_to_the_payload() {
+        let payload: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let wire = frame(true, OpCode::Binary, Some([1, 2, 3, 4]), &payload);
+        let mut dec = FrameDecoder::new(Role::Server, 1 << 20);
+        let got = decode_all(&mut dec, &wire, Delivery::Chunks).unwrap();
+        let mut joined = Vec::new();
+        for d in &got {
+            match d {
+                Decoded::Data { data, .. } => joined.extend_from_slice(data),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(joined, payload);
+        assert!(matches!(got.last(), Some(Decoded::Data { end: true, .. })));
+    }
+
+    #[test]
+    fn invalid_utf8_fails_inside_the_frame() {
+        let mut wire = frame(
+            true,
+            OpCode::Text,
+            None,
+            b"abc\xf4\x90\x80\x80rest of a long frame",
+        );
+        wire.truncate(2 + 5); // only the first five payload bytes have arrived
+        let mut dec = FrameDecoder::new(Role::Client, 1 << 20);
+        let err = decode_all(&mut dec, &wire, Delivery::WholeFrames).unwrap_err();
+        assert_eq!(err, FailReason::Protocol(ProtocolError::InvalidUtf8));
+    }
+
+    #[test]
+    fn rejects_by_role_rsv_sequence_and_limits() {
+        let cases: Vec<(Role, Vec<u8>, FailReason)> = vec![
+            (
+                Role::Server,
+                frame(true, OpCode::Text, None, b"x"),
+                ProtocolError::UnmaskedFrameFromClient.into(),
+            ),
+            (
+                Role::Client,
+                frame(true, OpCode::Text, Some([1; 4]), b"x"),
+                ProtocolError::MaskedFrameFromServer.into(),
+            ),
+            (
+                Role::Client,
+                vec![0xC1, 0x00],
+                ProtocolError::ReservedBitsSet(0b100).into(),
+            ),
+            (
+                Role::Client,
+                frame(true, OpCode::Continuation, None, b"x"),
+                ProtocolError::UnexpectedContinuation.into(),
+            ),
+            (
+                Role::Client,
+                [
+                    frame(false, OpCode::Text, None, b"x"),
+                    frame(true, OpCode::Binary, None, b"y"),
+                ]
+                .concat(),
+                ProtocolError::ExpectedContinuation.into(),
+            ),
+            (
+                Role::Client,
+                vec![0x82, 0x7F, 0, 0, 0, 0, 0, 0x20, 0, 0],
+                CapacityError::FrameTooLarge {
+                    size: 0x20_0000,
+                    max: 1 << 20,
+                }
+                .into(),
+            ),
+        ];
+        for (role, wire, want) in cases {
+            let mut dec = FrameDecoder::new(role, 1 << 20);
+            assert_eq!(
+                decode_all(&mut dec, &wire, Delivery::WholeFrames).unwrap_err(),
+                want
+            );
+        }
+        let mut dec = FrameDecoder::new(Role::Client, 1 << 20);
+        let wire = [
+            frame(false, OpCode::Binary, None, &[0; 600_000]),
+            frame(true, OpCode::Continuation, None, &[0; 600_000]),
+        ]
+        .concat();
+        assert_eq!(
+            decode_all(&mut dec, &wire, Delivery::WholeFrames).unwrap_err(),
+            CapacityError::MessageTooLarge {
+                size: 1_200_000,
+                max: 1 << 20
+            }
+            .into()
+        );
+    }
+}

@@ -1,0 +1,256 @@
+//! Drives a [`Connection`] over an `AsyncRead + AsyncWrite`: the one place that reads and writes.
+//!
+//! Every method is a `poll_*` that keeps all its progress in the struct, which is what makes the
+//! public async methods built on it cancel-safe.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Sleep;
+
+use crate::config::Config;
+use crate::error::{Error, Timeout};
+use crate::proto::connection::Connection;
+use crate::proto::encoder::MAX_IO_SLICES;
+use crate::proto::error::FailReason;
+use crate::proto::Role;
+
+/// A connection and its transport.
+#[derive(Debug)]
+pub(crate) struct Driver<S> {
+    pub(crate) io: S,
+    pub(crate) conn: Connection,
+    pub(crate) read_buf: BytesMut,
+    pub(crate) config: Config,
+    /// Deadline of the closing handshake, armed when it starts.
+    close_timer: Option<Pin<Box<Sleep>>>,
+    /// The transport failed or ended; nothing more will be read.
+    read_done: bool,
+    /// The write side failed; nothing more will be written.
+    write_failed: bool,
+    /// The closing sequence finished and the end was reported.
+    finished: bool,
+}
+
+/// What a decode step hands the driver.
+pub(crate) type Decode<T> = fn(&mut Connection, &mut BytesMut) -> Result<Option<T>, FailReason>;
+
+impl<S> Driver<S> {
+    pub(crate) fn new(io: S, role: Role, config: Config, read_buf: BytesMut) -> Self {
+        Driver {
+            io,
+            conn: Connection::new(role, config.proto()),
+            read_buf,
+            config,
+            close_timer: None,
+            read_done: false,
+            write_failed: false,
+            finished: false,
+        }
+    }
+
+    fn arm_close_timer(&mut self) {
+        if self.close_timer.is_none() {
+            self.close_timer = Some(Box::pin(tokio::time::sleep(
+                self.config.get_close_timeout(),
+            )));
+        }
+    }
+
+    /// Whether the closing deadline has passed (registers for a wake-up when it has not).
+    fn close_timer_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        match &mut self.close_timer {
+            Some(timer) => timer.as_mut().poll(cx).is_ready(),
+            None => false,
+        }
+    }
+
+    /// Starts the closing handshake (once) and arms its deadline.
+    pub(crate) fn start_close(&mut self, frame: Option<crate::CloseFrame>) -> Result<(), Error> {
+        if !self.conn.sent_close() && self.conn.failure().is_none() {
+            self.conn.close(frame)?;
+        }
+        self.arm_close_timer();
+        Ok(())
+    }
+
+    /// Whether the stream of events has ended.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+    /// Writes everything queued and flushes the transport.
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.write_failed {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        let result = ready!(self.poll_flush_inner(cx));
+        if result.is_err() {
+            self.write_failed = true;
+        }
+        Poll::Ready(result.map_err(Error::Io))
+    }
+
+    fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let vectored = self.io.is_write_vectored();
+        while self.conn.wants_write() {
+            let transmit = self.conn.transmit();
+            transmit.prepare();
+            let written = if vectored {
+                let mut slices = [IoSlice::new(&[]); MAX_IO_SLICES];
+                let n = transmit.io_slices(&mut slices);
+                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]))?
+            } else {
+                ready!(Pin::new(&mut self.io).poll_write(cx, transmit.first_chunk()))?
+            };
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.conn.transmit().advance(written);
+        }
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    /// Waits until the transmit queue is below the write buffer size, so one more message may be
+    /// queued.
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.conn.sent_close() || self.conn.failure().is_some() {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        while self.conn.buffered_amount() >= self.config.get_write_buffer_size() {
+            // Writing one slice-full at a time keeps this from blocking on more than needed.
+            if self.write_failed {
+                return Poll::Ready(Err(Error::Closed));
+            }
+            if let Err(e) = ready!(self.poll_flush_inner(cx)) {
+                self.write_failed = true;
+                return Poll::Ready(Err(Error::Io(e)));
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads and decodes until `decode` yields an item, the connection ends (`None`), or an error.
+    pub(crate) fn poll_next<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        decode: Decode<T>,
+    ) -> Poll<Option<Result<T, Error>>> {
+        loop {
+            if self.finished {
+                return Poll::Ready(None);
+            }
+            if self.conn.wants_write() && !self.write_failed {
+                match self.poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => {
+                        if self.conn.is_receive_done() {
+                            // The peer is gone after the handshake ended: not worth an error.
+                            self.conn.transmit().clear();
+                        } else {
+                            self.finished = true;
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                    }
+                    Poll::Pending => {
+                        // Replies wait for the socket. A close or failure is handed out only
+                        // once its reply is written, and a peer that does not read our pongs
+                        // is not read from either: its pings cannot pile up replies here.
+                        if self.conn.has_undelivered()
+                            || self.conn.buffered_amount() >= self.config.get_write_buffer_size()
+                        {
+                            return Poll::Pending;
+                        }
+                    }
+                }
+            }
+            match decode(&mut self.conn, &mut self.read_buf) {
+                Ok(Some(item)) => {
+                    self.release_idle_read_buffer();
+                    return Poll::Ready(Some(Ok(item)));
+                }
+                Err(reason) => return Poll::Ready(Some(Err(reason.into()))),
+                Ok(None) => {}
+            }
+            if self.conn.has_undelivered() && !self.write_failed {
+                continue; // its reply is still being written
+            }
+            if self.conn.is_receive_done() {
+                return self.poll_finish(cx).map(|r| r.err().map(Err));
+            }
+            if self.close_timer_expired(cx) {
+                self.finished = true;
+                return Poll::Ready(Some(Err(Error::Timeout(Timeout::Close))));
+            }
+            if self.read_done {
+                self.finished = true;
+                return Poll::Ready(Some(Err(Error::abnormal_closure())));
+            }
+            match ready!(self.poll_fill(cx)) {
+                Ok(0) => self.read_done = true,
+                Ok(_) => {}
+                Err(e) => {
+                    self.read_done = true;
+                    self.finished = true;
+                    return Poll::Ready(Some(Err(Error::Io(e))));
+                }
+            }
+        }
+    }
+
+    /// After the last frame: flush, then close the transport. A server (or anyone failing the
+    /// connection) closes TCP first; a client waits for the server to close it, up to the close
+    /// timeout (RFC 6455 §7.1.1).
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if !self.write_failed && ready!(self.poll_flush(cx)).is_err() {
+            self.finished = true;
+            return Poll::Ready(Ok(()));
+        }
+        let client_waits = self.conn.role() == Role::Client && self.conn.failure().is_none();
+        if client_waits {
+            self.arm_close_timer();
+            while !self.read_done {
+                if self.close_timer_expired(cx) {
+                    break;
+                }
+                self.read_buf.clear();
+                match ready!(self.poll_fill(cx)) {
+                    Ok(0) | Err(_) => self.read_done = true,
+                    Ok(_) => {}
+                }
+            }
+        }
+        if !self.write_failed {
+            // Errors here change nothing: the connection is over either way.
+            let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+        }
+        self.finished = true;
+        self.read_buf = BytesMut::new();
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads more bytes into the read buffer, making room for the frame in hand.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let wanted = self.conn.read_wanted(self.read_buf.len());
+        let extra = wanted
+            .saturating_sub(self.read_buf.len())
+            .max(self.config.get_read_buffer_size());
+        self.read_buf.reserve(extra);
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read_buf)
+    }
+
+    /// Gives a large read buffer back once it is empty, so an idle connection holds little.
+    fn release_idle_read_buffer(&mut self) {
+        if self.read_buf.is_empty()
+            && self.read_buf.capacity() > 4 * self.config.get_read_buffer_size()
+        {
+            self.read_buf = BytesMut::new();
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! `WebSocket<S>`: the message API over any byte stream.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use futures_core::Stream;
+use futures_sink::Sink;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::driver::Driver;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::proto::close::{CloseCode, CloseFrame};
+use crate::proto::connection::{Connection, Counters, ReadyState};
+use crate::proto::error::FailReason;
+use crate::proto::message::{Message, Utf8Bytes};
+use crate::proto::Role;
+
+/// A WebSocket connection over the transport `S` (a `TcpStream`, a TLS stream, an in-memory
+/// duplex...), after the opening handshake.
+///
+/// Receive with [`recv`](Self::recv) or as a [`Stream`] of [`Message`]s; send with
+/// [`send`](Self::send) or as a [`Sink`]. Pings are answered and the closing handshake is
+/// completed by the connection itself, whenever it is polled to receive.
+///
+/// ```no_run
+/// # async fn demo() -> wsio::Result<()> {
+/// let (mut ws, _response) = wsio::connect("ws://127.0.0.1:9002/chat").await?;
+/// ws.send(wsio::Message::text("hello")).await?;
+/// while let Some(message) = ws.recv().await {
+///     match message? {
+///         wsio::Message::Text(text) => println!("got {text}"),
+///         wsio::Message::Close(frame) => println!("peer closed: {frame:?}"),
+///         _ => {}
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct WebSocket<S> {
+    pub(crate) driver: Driver<S>,
+}
+
+pub(crate) fn decode_message(
+    conn: &mut Connection,
+    buf: &mut BytesMut,
+) -> Result<Option<Message>, FailReason> {
+    conn.receive_message(buf)
+}
+
+impl<S> WebSocket<S> {
+    /// Wraps a transport on which the opening handshake has already been done.
+    ///
+    /// `read_buf` holds any bytes read past the handshake (a pipelined first frame); pass an
+    /// empty buffer when there are none. Fails only if `config` is invalid.
+    pub fn from_raw_socket(io: S, role: Role, config: Config, read_buf: BytesMut) -> Result<Self> {
+        config.validate()?;
+        Ok(WebSocket {
+            driver: Driver::new(io, role, config, read_buf),
+        })
+    }
+
+    /// The connection's state.
+    pub fn ready_state(&self) -> ReadyState {
+        if self.driver.is_finished() {
+            return ReadyState::Closed;
+        }
+        self.driver.conn.ready_state()
+    }
+
+    /// The code of the peer's close frame, once it has arrived (`None` before, or when the close
+    /// frame had no code: RFC 6455 calls that 1005, "no status").
+    pub fn close_code(&self) -> Option<CloseCode> {
+        self.driver.conn.peer_close().map(|f| f.code)
+    }
+
+    /// The reason in the peer's close frame, once it has arrived.
+    pub fn close_reason(&self) -> Option<&str> {
+        self.driver.conn.peer_close().map(|f| f.reason.as_str())
+    }
+
+    /// Bytes accepted for sending but not yet written to the transport.
+    pub fn buffered_amount(&self) -> usize {
+        self.driver.conn.buffered_amount()
+    }
+
+    /// Frames, messages and payload bytes sent and received so far.
+    pub fn counters(&self) -> Counters {
+        self.driver.conn.counters()
+    }
+
+    /// Which side of the connection this is.
+    pub fn role(&self) -> Role {
+        self.driver.conn.role()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.driver.config
+    }
+
+    /// The transport.
+    pub fn get_ref(&self) -> &S {
+        &self.driver.io
+    }
+
+    /// The transport, mutably. Reading or writing it directly corrupts the connection.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.driver.io
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Receives the next message; `None` once the connection has ended.
+    ///
+    /// Pings are answered before they are returned. The peer's close is answered and returned
+    /// as [`Message::Close`]; the next call finishes the closing handshake and returns `None`.
+    /// A protocol violation by the peer is returned as an error after the connection has sent
+    /// the matching close code; then `None` follows.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a message is only removed from the connection when it is returned, and partly
+    /// received frames stay buffered for the next call.
+    pub async fn recv(&mut self) -> Option<Result<Message>> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Polls for the next message; see [`recv`](Self::recv).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        self.driver.poll_next(cx, decode_message)
+    }
+
+    /// Sends a message and waits until it has been written to the transport.
+    ///
+    /// Waits first while the write buffer is full (backpressure). Sending `Message::Close` starts
+    /// the closing handshake like [`close`](Self::close) but does not wait for the reply.
+    ///
+    /// # Cancel safety
+    /// If the future is dropped before the message was queued (while waiting for buffer space),
+    /// the message is not sent. Once queued it is sent whole by the next call that writes
+    /// (`send`, `flush`, `recv`, `close`): a message is never sent in part.
+    pub async fn send(&mut self, message: Message) -> Result<()> {
+        let mut message = Some(message);
+        poll_fn(|cx| {
+            if let Some(m) = message.take() {
+                if let Err(e) = ready!(self.driver.poll_ready(cx)) {
+                    return Poll::Ready(Err(e));
+                }
+                self.queue(m)?;
+            }
+            self.driver.poll_flush(cx)
+        })
+        .await
+    }
+
+    fn queue(&mut self, message: Message) -> Result<()> {
+        match message {
+            Message::Close(frame) => self.driver.start_close(frame),
+            other => self.driver.conn.send_message(other),
+        }
+    }
+
+    /// Sends a text message. See [`send`](Self::send).
+    ///
+    /// # Cancel safety
+    /// As [`send`](Self::send).
+    pub async fn send_text(&mut self, text: impl Into<Utf8Bytes>) -> Result<()> {
+        self.send(Message::Text(text.into())).await
+    }
+
+    /// Sends a binary message. See [`send`](Self::send).
+    ///
+    /// # Cancel safety
+    /// As [`send`](Self::send).
+    pub async fn send_binary(&mut self, data: impl Into<Bytes>) -> Result<()> {
+        self.send(Message::Binary(data.into())).await
+    }
+
+    /// Writes whatever is queued to the transport.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: what was written stays written, the rest stays queued.
+    pub async fn flush(&mut self) -> Result<()> {
+        poll_fn(|cx| self.driver.poll_flush(cx)).await
+    }
+
+    /// Closes the connection: sends a close frame with `code` and `reason`, then reads until the
+    /// peer's close arrives (data messages that arrive meanwhile are dropped) and the transport
+    /// is closed, within the configured close timeout.
+    ///
+    /// `code` must be 1000 or 3000–4999 (the rule browsers enforce) and `reason` at most 123
+    /// bytes of UTF-8; otherwise nothing is sent and a usage error is returned. Returns
+    /// `Ok(())` when the closing handshake completed or the connection was already closed,
+    /// a timeout error if the peer did not answer in time.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: the close frame is queued at once and the handshake resumes on the next
+    /// call that polls the connection.
+    pub async fn close(&mut self, code: impl Into<CloseCode>, reason: &str) -> Result<()> {
+        let code = code.into();
+        if !code.is_allowed_for_application() {
+            return Err(crate::error::UsageError::InvalidCloseCode(code.0).into());
+        }
+        self.close_with(Some(CloseFrame::new(code, reason))).await
+    }
+
+    /// Closes the connection with `frame` (or an empty close frame) and waits for the closing
+    /// handshake to finish; see [`close`](Self::close). Any sendable code is accepted here.
+    ///
+    /// # Cancel safety
+    /// As [`close`](Self::close).
+    pub async fn close_with(&mut self, frame: Option<CloseFrame>) -> Result<()> {
+        if self.driver.is_finished() {
+            return Ok(());
+        }
+        self.driver.start_close(frame)?;
+        poll_fn(|cx| loop {
+            match ready!(self.driver.poll_next(cx, decode_message)) {
+                None => return Poll::Ready(Ok(())),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+            }
+        })
+        .await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
+    type Item = Result<Message>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().driver.poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
+        self.get_mut().queue(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().driver.poll_flush(cx)
+    }
+
+    /// Sends a close frame (1000) if none was sent, and flushes. To wait for the peer's reply,
+    /// keep polling the stream side until it ends, or use [`WebSocket::close`].
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        if !this.driver.conn.sent_close()
+            && this.driver.conn.failure().is_none()
+            && !this.driver.is_finished()
+        {
+            this.driver
+                .start_close(Some(CloseFrame::new(CloseCode::NORMAL, "")))?;
+        }
+        this.driver.poll_flush(cx)
+    }
+}
