@@ -3,17 +3,22 @@
 //! RFC 6455 WebSockets for tokio.
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod client;
 mod config;
 pub mod error;
 pub mod handshake;
 pub mod proto;
 mod rt;
+pub mod server;
 
+pub use client::{connect, connect_on};
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
+pub use http;
 pub use proto::close::{CloseCode, CloseFrame};
 pub use proto::connection::{Counters, ReadyState};
 pub use proto::message::{Message, Utf8Bytes};
 pub use proto::Role;
 pub use rt::socket::WebSocket;
 pub use rt::split::{ReadHalf, ReuniteError, WriteHalf};
+pub use server::accept;

@@ -173,6 +173,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             match decode(&mut self.conn, &mut self.read_buf) {
                 Ok(Some(item)) => {
                     self.release_idle_read_buffer();
+                    // A ping's pong is queued with it: start writing it now, as the caller may
+                    // not poll again soon. What does not fit (or fails) waits for the next call.
+                    if self.conn.wants_write() && !self.write_failed {
+                        let _ = self.poll_flush_inner(cx);
+                    }
                     return Poll::Ready(Some(Ok(item)));
                 }
                 Err(reason) => return Poll::Ready(Some(Err(reason.into()))),

@@ -144,11 +144,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub async fn send(&mut self, message: Message) -> Result<()> {
         let mut message = Some(message);
         poll_fn(|cx| {
-            if let Some(m) = message.take() {
+            if message.is_some() {
+                // Take the message only once there is room: on `Pending` it must stay here.
                 if let Err(e) = ready!(self.driver.poll_ready(cx)) {
                     return Poll::Ready(Err(e));
                 }
-                self.queue(m)?;
+                if let Some(m) = message.take() {
+                    self.queue(m)?;
+                }
             }
             self.driver.poll_flush(cx)
         })

@@ -209,11 +209,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WriteHalf<S> {
         let mut message = Some(message);
         poll_fn(|cx| {
             self.shared.poll_with(cx, false, |d, cx| {
-                if let Some(m) = message.take() {
+                if message.is_some() {
+                    // Take the message only once there is room: on `Pending` it must stay here.
                     if let Err(e) = ready!(d.poll_ready(cx)) {
                         return Poll::Ready(Err(e));
                     }
-                    queue(d, m)?;
+                    if let Some(m) = message.take() {
+                        queue(d, m)?;
+                    }
                 }
                 d.poll_flush(cx)
             })

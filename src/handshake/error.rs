@@ -1,0 +1,189 @@
+//! Why an opening handshake failed.
+
+use std::fmt;
+
+use bytes::Bytes;
+use http::StatusCode;
+
+/// Why an opening handshake failed, on either side.
+///
+/// On the server side, [`HandshakeError::status_for_reply`] tells what status to answer the
+/// client with.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum HandshakeError {
+    /// The server answered with a status other than `101 Switching Protocols`.
+    ///
+    /// The response carries the status, the headers and a bounded prefix of the body (see
+    /// [`client::ClientHandshake::parse_response`](super::client::ClientHandshake::parse_response)).
+    /// A redirect's `Location` header is here, for a caller that wants to follow it.
+    Refused(Box<http::Response<Bytes>>),
+    /// The request or response is not valid HTTP/1.1; the text says what was wrong.
+    Malformed(String),
+    /// The HTTP head (start line and headers) is longer than the configured limit.
+    HeaderTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The HTTP head has more header fields than the configured limit.
+    TooManyHeaders,
+    /// A header that the handshake requires is absent.
+    MissingHeader(&'static str),
+    /// A header is present but its value is wrong for a WebSocket handshake.
+    InvalidHeader {
+        /// The header's name, e.g. `"Sec-WebSocket-Accept"`.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The client asked for a `Sec-WebSocket-Version` other than 13, or sent none.
+    UnsupportedVersion,
+    /// A subprotocol was selected that the client did not offer: by the server in its
+    /// response, or by the server-side code building the response.
+    UnexpectedSubprotocol(String),
+    /// The server accepted an extension in `Sec-WebSocket-Extensions` that the client did not
+    /// offer.
+    UnexpectedExtension(String),
+    /// The request method is not `GET`.
+    MethodNotGet,
+    /// The message is HTTP/1.0 (or older); the handshake needs HTTP/1.1 or later.
+    UnsupportedHttpVersion,
+    /// The URI to connect to cannot be used for a WebSocket request; the text says why.
+    InvalidUri(String),
+    /// Server side: the application looked at the request and refused it with `status`.
+    Rejected {
+        /// The status the refusal was answered with.
+        status: StatusCode,
+    },
+}
+
+impl HandshakeError {
+    /// Server side: the status to answer a failed request with, or `None` for errors that only
+    /// a client sees.
+    ///
+    /// | error | status |
+    /// | --- | --- |
+    /// | [`Malformed`](Self::Malformed), [`MissingHeader`](Self::MissingHeader), [`InvalidHeader`](Self::InvalidHeader) | 400 Bad Request |
+    /// | [`MethodNotGet`](Self::MethodNotGet) | 405 Method Not Allowed |
+    /// | [`UnsupportedVersion`](Self::UnsupportedVersion) | 426 Upgrade Required |
+    /// | [`HeaderTooLarge`](Self::HeaderTooLarge), [`TooManyHeaders`](Self::TooManyHeaders) | 431 Request Header Fields Too Large |
+    /// | [`UnexpectedSubprotocol`](Self::UnexpectedSubprotocol) (the server code chose badly) | 500 Internal Server Error |
+    /// | [`UnsupportedHttpVersion`](Self::UnsupportedHttpVersion) | 505 HTTP Version Not Supported |
+    /// | [`Rejected`](Self::Rejected) | its own status |
+    ///
+    /// Build the answer with [`server::reject_response`](super::server::reject_response), which
+    /// adds the headers that 405 and 426 need.
+    pub fn status_for_reply(&self) -> Option<StatusCode> {
+        match self {
+            Self::Malformed(_) | Self::MissingHeader(_) | Self::InvalidHeader { .. } => {
+                Some(StatusCode::BAD_REQUEST)
+            }
+            Self::MethodNotGet => Some(StatusCode::METHOD_NOT_ALLOWED),
+            Self::UnsupportedVersion => Some(StatusCode::UPGRADE_REQUIRED),
+            Self::HeaderTooLarge { .. } | Self::TooManyHeaders => {
+                Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+            }
+            Self::UnexpectedSubprotocol(_) => Some(StatusCode::INTERNAL_SERVER_ERROR),
+            Self::UnsupportedHttpVersion => Some(StatusCode::HTTP_VERSION_NOT_SUPPORTED),
+            Self::Rejected { status } => Some(*status),
+            Self::Refused(_) | Self::UnexpectedExtension(_) | Self::InvalidUri(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Refused(response) => write!(
+                f,
+                "the server refused the WebSocket upgrade with status {}",
+                response.status()
+            ),
+            Self::Malformed(detail) => write!(f, "malformed HTTP handshake: {detail}"),
+            Self::HeaderTooLarge { limit } => {
+                write!(f, "the HTTP head is larger than the limit of {limit} bytes")
+            }
+            Self::TooManyHeaders => f.write_str("the HTTP head has too many header fields"),
+            Self::MissingHeader(name) => write!(f, "the handshake is missing the {name} header"),
+            Self::InvalidHeader { name, reason } => write!(f, "invalid {name} header: {reason}"),
+            Self::UnsupportedVersion => {
+                f.write_str("unsupported Sec-WebSocket-Version (only version 13 is supported)")
+            }
+            Self::UnexpectedSubprotocol(protocol) => write!(
+                f,
+                "subprotocol {protocol:?} was selected but the client did not offer it"
+            ),
+            Self::UnexpectedExtension(extension) => write!(
+                f,
+                "the server accepted extension {extension:?}, which the client did not offer"
+            ),
+            Self::MethodNotGet => f.write_str("the handshake request method must be GET"),
+            Self::UnsupportedHttpVersion => f.write_str("the handshake needs HTTP/1.1 or later"),
+            Self::InvalidUri(detail) => write!(f, "invalid WebSocket URI: {detail}"),
+            Self::Rejected { status } => {
+                write!(f, "the handshake request was rejected with status {status}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for HandshakeError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_side_errors_map_to_statuses() {
+        let cases = [
+            (HandshakeError::Malformed("x".into()), 400),
+            (HandshakeError::MissingHeader("Host"), 400),
+            (
+                HandshakeError::InvalidHeader {
+                    name: "Upgrade",
+                    reason: "x",
+                },
+                400,
+            ),
+            (HandshakeError::MethodNotGet, 405),
+            (HandshakeError::UnsupportedVersion, 426),
+            (HandshakeError::HeaderTooLarge { limit: 1 }, 431),
+            (HandshakeError::TooManyHeaders, 431),
+            (HandshakeError::UnexpectedSubprotocol("x".into()), 500),
+            (HandshakeError::UnsupportedHttpVersion, 505),
+            (
+                HandshakeError::Rejected {
+                    status: StatusCode::FORBIDDEN,
+                },
+                403,
+            ),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status_for_reply().map(|s| s.as_u16()), Some(status));
+            assert!(!error.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn client_side_errors_have_no_reply() {
+        let refused = HandshakeError::Refused(Box::new(
+            http::Response::builder()
+                .status(404)
+                .body(Bytes::new())
+                .unwrap(),
+        ));
+        assert_eq!(refused.status_for_reply(), None);
+        assert_eq!(
+            refused.to_string(),
+            "the server refused the WebSocket upgrade with status 404 Not Found"
+        );
+        assert_eq!(
+            HandshakeError::InvalidUri("x".into()).status_for_reply(),
+            None
+        );
+        assert_eq!(
+            HandshakeError::UnexpectedExtension("x".into()).status_for_reply(),
+            None
+        );
+    }
+}

@@ -1,0 +1,306 @@
+//! Server side of the opening handshake: parse and check the upgrade request, build the answer.
+//!
+//! ```text
+//! loop {                                          // driver reads into `buf`
+//!     match parse_request(&buf, limit, max_headers) {
+//!         Ok(None) => continue,                   // read more
+//!         Ok(Some((request, head_len))) => break, // buf[head_len..]: first frames
+//!         Err(e) => { /* answer reject_response(e.status_for_reply()..), close */ }
+//!     }
+//! }
+//! let response = accept_response(&request, protocol, &extra_headers)?;
+//! write_response(&response, b"", &mut out);       // driver writes `out`
+//! ```
+
+use http::header::{
+    ALLOW, CONNECTION, CONTENT_LENGTH, HOST, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS,
+    SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, TRANSFER_ENCODING, UPGRADE,
+};
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+};
+
+use super::{
+    derive_accept_key, from_httparse, head_window, header_contains_token, header_tokens,
+    http_version, is_valid_key, partial_head, push, single_header, to_header_map, trim_ows,
+    with_header_slots, write_headers, HandshakeError, WEBSOCKET_VERSION,
+};
+
+/// Headers of a `101` answer that [`accept_response`] sets itself and never takes from
+/// `extra_headers`.
+const ACCEPT_OWNED: [HeaderName; 7] = [
+    UPGRADE,
+    CONNECTION,
+    SEC_WEBSOCKET_ACCEPT,
+    SEC_WEBSOCKET_PROTOCOL,
+    SEC_WEBSOCKET_EXTENSIONS,
+    CONTENT_LENGTH,
+    TRANSFER_ENCODING,
+];
+
+/// Headers of a refusal that [`reject_response`] sets itself and never takes from
+/// `extra_headers`.
+const REJECT_OWNED: [HeaderName; 3] = [CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING];
+
+/// Parses and checks a WebSocket upgrade request at the start of `buf`.
+///
+/// Returns `Ok(None)` while the head is incomplete: read more bytes, append them to `buf` and
+/// call again. On success returns the request (method, URI with path and query as sent,
+/// version, every header in order) and the length of its head: the bytes after it already
+/// belong to the WebSocket stream. Never panics, whatever `buf` holds.
+///
+/// # Errors
+///
+/// Each error's [`HandshakeError::status_for_reply`] is the status to answer with.
+///
+/// - [`HandshakeError::HeaderTooLarge`]: `buf` holds `max_header_bytes` bytes or more and no
+///   complete head; [`HandshakeError::TooManyHeaders`]: more than `max_headers` header fields;
+///   [`HandshakeError::Malformed`]: not valid HTTP/1.x.
+/// - Any error of [`validate_request`].
+pub fn parse_request(
+    buf: &[u8],
+    max_header_bytes: usize,
+    max_headers: usize,
+) -> Result<Option<(Request<()>, usize)>, HandshakeError> {
+    let window = head_window(buf, max_header_bytes);
+    with_header_slots(max_headers, window.len(), |slots| {
+        let mut head = httparse::Request::new(slots);
+        let head_len = match head.parse(window).map_err(from_httparse)? {
+            httparse::Status::Complete(head_len) => head_len,
+            httparse::Status::Partial => return partial_head(buf, max_header_bytes),
+        };
+        if head.method != Some("GET") {
+            return Err(HandshakeError::MethodNotGet);
+        }
+        if head.version != Some(1) {
+            return Err(HandshakeError::UnsupportedHttpVersion);
+        }
+        let target = head.path.unwrap_or_default();
+        let uri = Uri::try_from(target)
+            .ok()
+            .filter(|uri| target.starts_with('/') || uri.scheme().is_some())
+            .ok_or_else(|| HandshakeError::Malformed("invalid request target".into()))?;
+        let mut request = Request::new(());
+        *request.method_mut() = Method::GET;
+        *request.uri_mut() = uri;
+        *request.version_mut() = http_version(head.version);
+        *request.headers_mut() = to_header_map(head.headers)?;
+        validate_request(&request)?;
+        Ok(Some((request, head_len)))
+    })
+}
+
+/// Checks that `request` is a WebSocket upgrade request (RFC 6455 §4.2.1): `GET` over HTTP/1.1
+/// or later, one `Host`, `Upgrade: websocket`, `Connection` with the `upgrade` token,
+/// `Sec-WebSocket-Version: 13` and a `Sec-WebSocket-Key` that is base64 of 16 bytes.
+///
+/// [`parse_request`] runs this; call it on a request obtained some other way.
+///
+/// # Errors
+///
+/// [`HandshakeError::MethodNotGet`], [`HandshakeError::UnsupportedHttpVersion`],
+/// [`HandshakeError::MissingHeader`], [`HandshakeError::InvalidHeader`],
+/// [`HandshakeError::UnsupportedVersion`] (answer 426: [`reject_response`] adds the
+/// `Sec-WebSocket-Version` header the client needs).
+pub fn validate_request(request: &Request<()>) -> Result<(), HandshakeError> {
+    if request.method() != Method::GET {
+        return Err(HandshakeError::MethodNotGet);
+    }
+    if request.version() < Version::HTTP_11 {
+        return Err(HandshakeError::UnsupportedHttpVersion);
+    }
+    let headers = request.headers();
+    single_header(headers, &HOST, "Host")?;
+    if !headers.contains_key(UPGRADE) {
+        return Err(HandshakeError::MissingHeader("Upgrade"));
+    }
+    if !header_contains_token(headers, &UPGRADE, "websocket") {
+        return Err(HandshakeError::InvalidHeader {
+            name: "Upgrade",
+            reason: "the value does not contain websocket",
+        });
+    }
+    if !headers.contains_key(CONNECTION) {
+        return Err(HandshakeError::MissingHeader("Connection"));
+    }
+    if !header_contains_token(headers, &CONNECTION, "upgrade") {
+        return Err(HandshakeError::InvalidHeader {
+            name: "Connection",
+            reason: "the value does not contain the upgrade token",
+        });
+    }
+    // The version is checked before the key: a client of an older draft gets the 426 that
+    // tells it which version to speak.
+    let mut versions = headers.get_all(SEC_WEBSOCKET_VERSION).iter();
+    match (versions.next(), versions.next()) {
+        (Some(version), None) if trim_ows(version.as_bytes()) == WEBSOCKET_VERSION.as_bytes() => {}
+        _ => return Err(HandshakeError::UnsupportedVersion),
+    }
+    let key = single_header(headers, &SEC_WEBSOCKET_KEY, "Sec-WebSocket-Key")?;
+    if !is_valid_key(key.as_bytes()) {
+        return Err(HandshakeError::InvalidHeader {
+            name: "Sec-WebSocket-Key",
+            reason: "the value is not the base64 encoding of 16 bytes",
+        });
+    }
+    Ok(())
+}
+
+/// The subprotocols the client offers in `Sec-WebSocket-Protocol`, in its order of preference:
+/// comma-separated, possibly over several header lines, trimmed, empty elements skipped.
+pub fn requested_subprotocols(request: &Request<()>) -> impl Iterator<Item = &str> {
+    header_tokens(request.headers(), &SEC_WEBSOCKET_PROTOCOL)
+}
+
+/// Builds the `101 Switching Protocols` answer to a valid upgrade request.
+///
+/// Sets `Upgrade: websocket`, `Connection: Upgrade`, `Sec-WebSocket-Accept` and, when
+/// `protocol` is given, `Sec-WebSocket-Protocol`; then appends `extra_headers` in order (e.g.
+/// `Set-Cookie`, `Server`), except those the handshake sets itself (`Upgrade`, `Connection`,
+/// `Sec-WebSocket-*` and the body headers `Content-Length` and `Transfer-Encoding`), which are
+/// ignored. Offered extensions are declined: none is supported yet.
+///
+/// # Errors
+///
+/// - [`HandshakeError::UnexpectedSubprotocol`] when `protocol` is not one of
+///   [`requested_subprotocols`] (compared exactly); answer with its
+///   [`status_for_reply`](HandshakeError::status_for_reply), 500.
+/// - [`HandshakeError::MissingHeader`] or [`HandshakeError::InvalidHeader`] when the request
+///   has no valid `Sec-WebSocket-Key` (it did not come from [`parse_request`]).
+pub fn accept_response(
+    request: &Request<()>,
+    protocol: Option<&str>,
+    extra_headers: &HeaderMap,
+) -> Result<Response<()>, HandshakeError> {
+    let key = single_header(request.headers(), &SEC_WEBSOCKET_KEY, "Sec-WebSocket-Key")?;
+    if !is_valid_key(key.as_bytes()) {
+        return Err(HandshakeError::InvalidHeader {
+            name: "Sec-WebSocket-Key",
+            reason: "the value is not the base64 encoding of 16 bytes",
+        });
+    }
+    let accept = derive_accept_key(trim_ows(key.as_bytes()));
+
+    let mut headers = HeaderMap::new();
+    push(&mut headers, UPGRADE, HeaderValue::from_static("websocket"))?;
+    push(
+        &mut headers,
+        CONNECTION,
+        HeaderValue::from_static("Upgrade"),
+    )?;
+    push(&mut headers, SEC_WEBSOCKET_ACCEPT, header_value(accept)?)?;
+    if let Some(protocol) = protocol {
+        if !requested_subprotocols(request).any(|offered| offered == protocol) {
+            return Err(HandshakeError::UnexpectedSubprotocol(protocol.to_owned()));
+        }
+        push(
+            &mut headers,
+            SEC_WEBSOCKET_PROTOCOL,
+            header_value(protocol)?,
+        )?;
+    }
+    if let Some(extensions) = negotiate_extensions(request) {
+        push(&mut headers, SEC_WEBSOCKET_EXTENSIONS, extensions)?;
+    }
+    append_extra(&mut headers, extra_headers, &ACCEPT_OWNED)?;
+
+    let mut response = Response::new(());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *response.headers_mut() = headers;
+    Ok(response)
+}
+
+/// Builds a refusal: `status` with `extra_headers` in order, then `Content-Length: body_len`
+/// and `Connection: close` (the connection ends after the body). A `426 Upgrade Required` gets
+/// `Sec-WebSocket-Version: 13` and a `405 Method Not Allowed` gets `Allow: GET`, unless
+/// `extra_headers` has them. `Connection`, `Content-Length` and `Transfer-Encoding` in
+/// `extra_headers` are ignored.
+///
+/// An informational status (1xx) cannot end an exchange, so it is replaced by
+/// `500 Internal Server Error`.
+///
+/// Write it with [`write_response`], passing the body of `body_len` bytes.
+pub fn reject_response(
+    status: StatusCode,
+    extra_headers: &HeaderMap,
+    body_len: usize,
+) -> Response<()> {
+    let status = if status.is_informational() {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        status
+    };
+    let mut headers = HeaderMap::new();
+    let mut add = |name: HeaderName, value: HeaderValue| {
+        // A full map (32 768 fields) cannot happen with the fields added here; dropping a
+        // field then is better than a panic.
+        let _ = headers.try_append(name, value);
+    };
+    for (name, value) in extra_headers {
+        if !REJECT_OWNED.contains(name) {
+            add(name.clone(), value.clone());
+        }
+    }
+    if status == StatusCode::UPGRADE_REQUIRED && !extra_headers.contains_key(SEC_WEBSOCKET_VERSION)
+    {
+        add(
+            SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static(WEBSOCKET_VERSION),
+        );
+    }
+    if status == StatusCode::METHOD_NOT_ALLOWED && !extra_headers.contains_key(ALLOW) {
+        add(ALLOW, HeaderValue::from_static("GET"));
+    }
+    add(CONTENT_LENGTH, HeaderValue::from(body_len));
+    add(CONNECTION, HeaderValue::from_static("close"));
+
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// Appends `response` to `out` as HTTP/1.1: the status line with its reason phrase, the
+/// headers in order, an empty line, then `body` (empty for a `101`).
+pub fn write_response(response: &Response<()>, body: &[u8], out: &mut Vec<u8>) {
+    let status = response.status();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    write_headers(response.headers(), out);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+}
+
+/// The extension-negotiation step: the `Sec-WebSocket-Extensions` value to answer the client's
+/// offers with. None is supported yet, so every offer is declined (RFC 6455 §9.1 allows it);
+/// permessage-deflate will parse the offers here.
+fn negotiate_extensions(_request: &Request<()>) -> Option<HeaderValue> {
+    None
+}
+
+/// Appends every header of `extra` whose name is not in `owned`, in order.
+fn append_extra(
+    headers: &mut HeaderMap,
+    extra: &HeaderMap,
+    owned: &[HeaderName],
+) -> Result<(), HandshakeError> {
+    for (name, value) in extra {
+        if !owned.contains(name) {
+            push(headers, name.clone(), value.clone())?;
+        }
+    }
+    Ok(())
+}
+
+/// Converts a string known to come from a header (or base64) into a header value.
+fn header_value(value: impl AsRef<str>) -> Result<HeaderValue, HandshakeError> {
+    HeaderValue::from_str(value.as_ref())
+        .map_err(|_| HandshakeError::Malformed("not a valid header value".into()))
+}
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;
