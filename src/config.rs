@@ -22,6 +22,9 @@ pub struct Config {
     close_timeout: Duration,
     max_handshake_size: usize,
     max_handshake_headers: usize,
+    handshake_timeout: Duration,
+    stream_fragment_size: usize,
+    max_stream_message_size: Option<usize>,
 }
 
 impl Default for Config {
@@ -34,6 +37,9 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             max_handshake_size: 16 << 10,
             max_handshake_headers: 64,
+            handshake_timeout: Duration::from_secs(10),
+            stream_fragment_size: 64 << 10,
+            max_stream_message_size: None,
         }
     }
 }
@@ -87,6 +93,53 @@ impl Config {
     pub fn max_handshake_headers(mut self, count: usize) -> Self {
         self.max_handshake_headers = count;
         self
+    }
+
+    /// Largest frame the stream API sends: bytes written to a [`MessageWriter`](crate::MessageWriter)
+    /// or [`ByteStream`](crate::ByteStream) are cut into frames of at most this size (a flush cuts
+    /// one early). Also the size of the buffer a streaming writer copies (and a client masks) into.
+    /// Default: 64 KiB.
+    pub fn stream_fragment_size(mut self, bytes: usize) -> Self {
+        self.stream_fragment_size = bytes;
+        self
+    }
+
+    /// Largest message a [`MessageReader`](crate::MessageReader) or
+    /// [`ByteStream`](crate::ByteStream) reads. Streamed messages are never assembled in memory,
+    /// so they are not bound by [`max_message_size`](Self::max_message_size); `None` means no
+    /// limit. A frame that would take a message past it fails the connection with 1009.
+    /// Default: `None`.
+    pub fn max_stream_message_size(mut self, bytes: Option<usize>) -> Self {
+        self.max_stream_message_size = bytes;
+        self
+    }
+
+    /// See [`stream_fragment_size`](Self::stream_fragment_size).
+    pub fn get_stream_fragment_size(&self) -> usize {
+        self.stream_fragment_size
+    }
+
+    /// See [`max_stream_message_size`](Self::max_stream_message_size).
+    pub fn get_max_stream_message_size(&self) -> Option<usize> {
+        self.max_stream_message_size
+    }
+
+    /// How long the opening handshake may take. A server cuts off a client that has not sent its
+    /// whole request and been answered by then (a client sending one byte a minute), and a client
+    /// gives up on a server that has not answered its request with `101` by then. Both fail with
+    /// [`Error::Timeout`] of [`Timeout::Handshake`](crate::error::Timeout::Handshake). Over TLS,
+    /// [`Acceptor::accept_tls`](crate::server::Acceptor::accept_tls) counts the TLS handshake in
+    /// it too; a client counts its TLS handshake in the connect timeout instead
+    /// ([`ClientBuilder::connect_timeout`](crate::client::ClientBuilder::connect_timeout)).
+    /// `Duration::MAX` waits forever. Default: 10 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// See [`handshake_timeout`](Self::handshake_timeout).
+    pub fn get_handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
     }
 
     /// See [`max_frame_size`](Self::max_frame_size).
@@ -143,6 +196,14 @@ impl Config {
                 "max_handshake_size must be at least 256",
             ));
         }
+        if self.stream_fragment_size == 0 {
+            return Err(Error::InvalidConfig(
+                "stream_fragment_size must be at least 1",
+            ));
+        }
+        if self.handshake_timeout.is_zero() {
+            return Err(Error::InvalidConfig("handshake_timeout must not be zero"));
+        }
         if self.max_handshake_headers < 8 {
             return Err(Error::InvalidConfig(
                 "max_handshake_headers must be at least 8",
@@ -155,6 +216,7 @@ impl Config {
         ProtoConfig {
             max_frame_size: self.max_frame_size,
             max_message_size: self.max_message_size,
+            max_stream_message_size: self.max_stream_message_size,
         }
     }
 }

@@ -4,6 +4,7 @@ use std::{fmt, io};
 
 pub use crate::handshake::HandshakeError;
 pub use crate::proto::error::{CapacityError, FailReason, ProtocolError};
+pub use crate::tls::TlsError;
 
 use crate::proto::close::CloseCode;
 
@@ -34,6 +35,9 @@ pub enum Error {
     Usage(UsageError),
     /// A configuration value is out of range.
     InvalidConfig(&'static str),
+    /// TLS failed: the peer's certificate did not verify, the TLS handshake failed, or a
+    /// certificate or key could not be loaded.
+    Tls(Box<TlsError>),
 }
 
 /// What [`Error::kind`] returns: the category of an error, for callers that branch on it.
@@ -62,6 +66,8 @@ pub enum ErrorKind {
     Usage,
     /// A configuration value out of range.
     InvalidConfig,
+    /// TLS: certificate verification, the TLS handshake, or loading certificates and keys.
+    Tls,
 }
 
 /// Which deadline passed.
@@ -122,6 +128,7 @@ impl Error {
             Error::InvalidUrl(_) => ErrorKind::InvalidUrl,
             Error::Usage(_) => ErrorKind::Usage,
             Error::InvalidConfig(_) => ErrorKind::InvalidConfig,
+            Error::Tls(_) => ErrorKind::Tls,
         }
     }
 
@@ -154,6 +161,7 @@ impl fmt::Display for Error {
             Error::InvalidUrl(why) => write!(f, "invalid WebSocket URL: {why}"),
             Error::Usage(e) => write!(f, "invalid call: {e}"),
             Error::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
+            Error::Tls(e) => write!(f, "TLS error: {e}"),
         }
     }
 }
@@ -165,6 +173,7 @@ impl std::error::Error for Error {
             Error::Protocol(e) => Some(e),
             Error::Capacity(e) => Some(e),
             Error::Handshake(e) => Some(&**e),
+            Error::Tls(e) => Some(&**e),
             _ => None,
         }
     }

@@ -55,6 +55,15 @@ pub enum HandshakeError {
         /// The status the refusal was answered with.
         status: StatusCode,
     },
+    /// Client side: the server redirected, and following redirects is on, but this one cannot be
+    /// followed.
+    InvalidRedirect {
+        /// The `Location` the server sent, as received.
+        location: String,
+        /// Why it cannot be followed: a redirect loop, too many redirects, a downgrade from
+        /// `wss` to `ws`, an unsupported scheme, or an unparsable location.
+        reason: &'static str,
+    },
 }
 
 impl HandshakeError {
@@ -86,7 +95,10 @@ impl HandshakeError {
             Self::UnexpectedSubprotocol(_) => Some(StatusCode::INTERNAL_SERVER_ERROR),
             Self::UnsupportedHttpVersion => Some(StatusCode::HTTP_VERSION_NOT_SUPPORTED),
             Self::Rejected { status } => Some(*status),
-            Self::Refused(_) | Self::UnexpectedExtension(_) | Self::InvalidUri(_) => None,
+            Self::Refused(_)
+            | Self::UnexpectedExtension(_)
+            | Self::InvalidUri(_)
+            | Self::InvalidRedirect { .. } => None,
         }
     }
 }
@@ -122,6 +134,9 @@ impl fmt::Display for HandshakeError {
             Self::InvalidUri(detail) => write!(f, "invalid WebSocket URI: {detail}"),
             Self::Rejected { status } => {
                 write!(f, "the handshake request was rejected with status {status}")
+            }
+            Self::InvalidRedirect { location, reason } => {
+                write!(f, "cannot follow the redirect to {location:?}: {reason}")
             }
         }
     }

@@ -7,9 +7,11 @@
 use bytes::{Bytes, BytesMut};
 
 use super::close::{CloseFrame, MAX_REASON_LEN};
-use super::decoder::{DataKind, Decoded, Delivery, FrameDecoder};
+use super::decoder::{DataKind, Decoded, Delivery, DirectChunk, FrameDecoder};
 use super::encoder::Transmit;
 use super::error::{FailReason, ProtocolError};
+use super::fragment::FragmentBuilder;
+use super::header::{FrameHeader, MAX_HEADER_LEN};
 use super::header::{OpCode, MAX_CONTROL_PAYLOAD};
 use super::message::{Message, Utf8Bytes};
 use super::Role;
@@ -35,6 +37,8 @@ pub struct ProtoConfig {
     pub max_frame_size: usize,
     /// Largest accepted assembled message.
     pub max_message_size: usize,
+    /// Largest accepted streamed message (`None`: unbounded).
+    pub max_stream_message_size: Option<usize>,
 }
 
 /// What [`Connection::receive`] hands out.
@@ -103,18 +107,26 @@ enum Undelivered {
 struct Assembly {
     first: Option<Bytes>,
     rest: BytesMut,
+    /// A message is being assembled (its start was seen by the message API).
+    active: bool,
 }
 
 impl Assembly {
-    /// Adds a piece; returns the whole message once `end` is set.
+    /// Adds a piece; returns the whole message once `end` is set. The rest of a message whose
+    /// start went to the stream API (a reader dropped mid-message) is discarded.
     fn push(&mut self, data: Bytes, start: bool, end: bool) -> Option<Bytes> {
         if start && end {
             return Some(data);
         }
         if start {
             self.first = Some(data);
+            self.active = !end;
             return None;
         }
+        if !self.active {
+            return None;
+        }
+        self.active = !end;
         if let Some(first) = self.first.take() {
             self.rest.reserve(first.len() + data.len());
             self.rest.extend_from_slice(&first);
@@ -248,6 +260,12 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Decodes the next piece of input for the stream API: data in chunks as it arrives, bounded
+    /// by the streamed-message limit.
+    pub fn receive_chunk(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, FailReason> {
+        self.receive(buf, Delivery::Chunks, self.config.max_stream_message_size)
     }
 
     /// Decodes the next piece of input. Data arrives as whole frames or chunks per `delivery`;
@@ -405,6 +423,109 @@ impl Connection {
         }
         self.queue_frame(fin, opcode, payload);
         Ok(())
+    }
+
+    fn fragment_opcode(&self, kind: DataKind) -> Result<OpCode, Error> {
+        self.check_can_send()?;
+        match self.sending {
+            Some(current) if current == kind => Ok(OpCode::Continuation),
+            Some(_) => Err(UsageError::MessageInProgress.into()),
+            None => Ok(data_opcode(kind)),
+        }
+    }
+
+    fn record_fragment(&mut self, kind: DataKind, fin: bool, payload_len: usize) {
+        self.sending = if fin { None } else { Some(kind) };
+        if fin {
+            self.counters.messages_sent += 1;
+        }
+        self.counters.frames_sent += 1;
+        self.counters.payload_bytes_sent += payload_len as u64;
+    }
+
+    /// Queues the frame `builder` holds as the next fragment of a `kind` message.
+    pub fn send_built_fragment(
+        &mut self,
+        kind: DataKind,
+        fin: bool,
+        builder: &mut FragmentBuilder,
+    ) -> Result<(), Error> {
+        let opcode = self.fragment_opcode(kind)?;
+        let (frame, payload_len) = builder.take_frame(fin, opcode);
+        self.record_fragment(kind, fin, payload_len);
+        self.transmit.push_encoded(frame);
+        Ok(())
+    }
+
+    /// The header of the next fragment of a `kind` message with `len` payload bytes, for a
+    /// runtime that writes the payload from the caller's memory itself (servers only: a client's
+    /// payload must be masked, so it always goes through a buffer). Changes nothing: call
+    /// [`commit_direct_fragment`](Self::commit_direct_fragment) once part of it is written.
+    pub fn direct_fragment_header(
+        &self,
+        kind: DataKind,
+        fin: bool,
+        len: usize,
+    ) -> Result<([u8; MAX_HEADER_LEN], usize), Error> {
+        debug_assert_eq!(self.role, Role::Server);
+        if !self.transmit.is_empty() {
+            return Err(Error::Io(std::io::Error::other(
+                "direct frames need an empty transmit queue",
+            )));
+        }
+        let opcode = self.fragment_opcode(kind)?;
+        let header = FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask: None,
+            payload_len: len as u64,
+        };
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut head);
+        Ok((head, n))
+    }
+
+    /// Records a fragment begun with [`direct_fragment_header`](Self::direct_fragment_header);
+    /// `unwritten` is what the runtime could not write of it (the tail of header and payload),
+    /// which is queued so the frame completes.
+    pub fn commit_direct_fragment(
+        &mut self,
+        kind: DataKind,
+        fin: bool,
+        len: usize,
+        unwritten: Bytes,
+    ) {
+        self.record_fragment(kind, fin, len);
+        self.transmit.push_encoded(unwritten);
+    }
+
+    /// Payload bytes that may be read straight into a caller's buffer; see
+    /// [`FrameDecoder::direct_len`].
+    pub fn direct_len(&self, buffered: usize) -> u64 {
+        if self.is_receive_done() || self.undelivered.is_some() {
+            return 0;
+        }
+        self.decoder.direct_len(buffered)
+    }
+
+    /// Takes payload bytes read straight into a caller's buffer (unmasking and validating them in
+    /// place); see [`FrameDecoder::consume_direct`]. On a violation the connection fails as in
+    /// [`receive`](Self::receive) and the error is handed out by the next `receive`.
+    pub fn consume_direct(&mut self, data: &mut [u8]) -> Result<Option<DirectChunk>, FailReason> {
+        match self.decoder.consume_direct(data) {
+            Ok(chunk) => {
+                self.counters.payload_bytes_received += data.len() as u64;
+                if chunk.end {
+                    self.counters.messages_received += 1;
+                }
+                Ok(Some(chunk))
+            }
+            Err(reason) => {
+                self.fail(reason);
+                Ok(None)
+            }
+        }
     }
 
     /// Whether a data message sent in fragments is unfinished.

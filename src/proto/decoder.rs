@@ -48,6 +48,17 @@ pub enum Decoded {
     },
 }
 
+/// What [`FrameDecoder::consume_direct`] took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectChunk {
+    /// The message's type.
+    pub kind: DataKind,
+    /// These were the message's first bytes.
+    pub start: bool,
+    /// These were the message's last bytes.
+    pub end: bool,
+}
+
 /// How payloads are taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
@@ -101,6 +112,50 @@ impl FrameDecoder {
     /// Whether a fragmented data message is in progress.
     pub fn in_message(&self) -> bool {
         self.message.is_some()
+    }
+
+    /// How many payload bytes of the current data frame may be read straight into a caller's
+    /// buffer and passed to [`consume_direct`](Self::consume_direct): non-zero only inside a data
+    /// frame's payload when nothing of it is buffered (`buffered` is the read buffer's length).
+    pub fn direct_len(&self, buffered: usize) -> u64 {
+        match &self.payload {
+            Some(p) if buffered == 0 && !p.header.opcode.is_control() => p.remaining,
+            _ => 0,
+        }
+    }
+
+    /// Takes payload bytes that were read outside the read buffer: unmasks them in place and
+    /// validates text. `data` must not be longer than [`direct_len`](Self::direct_len).
+    /// Returns the same description [`decode`](Self::decode) would give, minus the bytes.
+    pub fn consume_direct(&mut self, data: &mut [u8]) -> Result<DirectChunk, FailReason> {
+        let Some(state) = self.payload.as_mut() else {
+            return Err(ProtocolError::UnexpectedContinuation.into());
+        };
+        debug_assert!(data.len() as u64 <= state.remaining && state.processed == 0);
+        if let Some(key) = state.header.mask {
+            apply_mask(data, key, state.consumed as usize);
+        }
+        let (kind, _) = self.message.expect("a data payload belongs to a message");
+        if kind == DataKind::Text {
+            self.utf8
+                .feed(data)
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        let start = state.starts_message;
+        state.starts_message = false;
+        state.remaining -= data.len() as u64;
+        state.consumed += data.len() as u64;
+        let end = state.remaining == 0 && state.header.fin;
+        if state.remaining == 0 {
+            self.payload = None;
+        }
+        if end {
+            self.message = None;
+            if kind == DataKind::Text {
+                self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+        }
+        Ok(DirectChunk { kind, start, end })
     }
 
     /// How many frame headers were accepted.

@@ -104,6 +104,17 @@ impl Transmit {
         });
     }
 
+    /// Queues bytes that are already encoded (frames built elsewhere, or the unwritten rest of
+    /// a frame the runtime started writing itself).
+    pub fn push_encoded(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.buffered += bytes.len();
+        self.seal_staging();
+        self.segments.push_back(Segment::Ready(bytes));
+    }
+
     /// Appends `payload` (masked with `key` from payload offset `offset`) to the staging buffer.
     fn stage_payload(&mut self, payload: &[u8], mask: Option<[u8; 4]>, offset: usize) {
         match mask {

@@ -8,6 +8,7 @@ pub mod connection;
 pub mod decoder;
 pub mod encoder;
 pub mod error;
+pub mod fragment;
 pub mod header;
 pub mod mask;
 pub mod message;

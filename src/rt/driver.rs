@@ -9,15 +9,20 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
 use crate::config::Config;
 use crate::error::{Error, Timeout};
 use crate::proto::connection::Connection;
+use crate::proto::decoder::{DataKind, Delivery, DirectChunk};
 use crate::proto::encoder::MAX_IO_SLICES;
 use crate::proto::error::FailReason;
 use crate::proto::Role;
+
+/// The read size of the stream API: large enough that a bulk transfer needs few reads, small
+/// enough that it bounds what one connection buffers.
+const STREAM_READ: usize = 64 * 1024;
 
 /// A connection and its transport.
 #[derive(Debug)]
@@ -136,39 +141,62 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         Poll::Ready(Ok(()))
     }
 
+    /// Writes the replies the core queued (pongs, a close echo, a failure's close). Pending only
+    /// when reading must wait for them: a close or failure is handed out only once its reply is
+    /// written, and a peer that does not read our pongs is not read from either, so its pings
+    /// cannot pile up replies here.
+    fn poll_replies(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if !self.conn.wants_write() || self.write_failed {
+            return Poll::Ready(Ok(()));
+        }
+        match self.poll_flush(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(e)) => {
+                if self.conn.is_receive_done() {
+                    // The peer is gone after the handshake ended: not worth an error.
+                    self.conn.transmit().clear();
+                    Poll::Ready(Ok(()))
+                } else {
+                    self.finished = true;
+                    Poll::Ready(Err(e))
+                }
+            }
+            Poll::Pending => {
+                // Closing or failed, yet the peer reads nothing: our close cannot go out. Give
+                // up on what is queued once the close timeout passes, so the end is reported.
+                if self.conn.is_receive_done() {
+                    self.arm_close_timer();
+                }
+                if self.close_timer_expired(cx) {
+                    self.conn.transmit().clear();
+                    self.write_failed = true;
+                    Poll::Ready(Ok(()))
+                } else if self.conn.has_undelivered()
+                    || self.conn.buffered_amount() >= self.config.get_write_buffer_size()
+                {
+                    Poll::Pending
+                } else {
+                    Poll::Ready(Ok(()))
+                }
+            }
+        }
+    }
+
     /// Reads and decodes until `decode` yields an item, the connection ends (`None`), or an error.
+    /// `delivery` sizes the reads: whole frames make room for the frame in hand, chunks never
+    /// need more than one read's worth.
     pub(crate) fn poll_next<T>(
         &mut self,
         cx: &mut Context<'_>,
+        delivery: Delivery,
         decode: Decode<T>,
     ) -> Poll<Option<Result<T, Error>>> {
         loop {
             if self.finished {
                 return Poll::Ready(None);
             }
-            if self.conn.wants_write() && !self.write_failed {
-                match self.poll_flush(cx) {
-                    Poll::Ready(Ok(())) => {}
-                    Poll::Ready(Err(e)) => {
-                        if self.conn.is_receive_done() {
-                            // The peer is gone after the handshake ended: not worth an error.
-                            self.conn.transmit().clear();
-                        } else {
-                            self.finished = true;
-                            return Poll::Ready(Some(Err(e)));
-                        }
-                    }
-                    Poll::Pending => {
-                        // Replies wait for the socket. A close or failure is handed out only
-                        // once its reply is written, and a peer that does not read our pongs
-                        // is not read from either: its pings cannot pile up replies here.
-                        if self.conn.has_undelivered()
-                            || self.conn.buffered_amount() >= self.config.get_write_buffer_size()
-                        {
-                            return Poll::Pending;
-                        }
-                    }
-                }
+            if let Err(e) = ready!(self.poll_replies(cx)) {
+                return Poll::Ready(Some(Err(e)));
             }
             match decode(&mut self.conn, &mut self.read_buf) {
                 Ok(Some(item)) => {
@@ -176,7 +204,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     // A ping's pong is queued with it: start writing it now, as the caller may
                     // not poll again soon. What does not fit (or fails) waits for the next call.
                     if self.conn.wants_write() && !self.write_failed {
-                        let _ = self.poll_flush_inner(cx);
+                        let _ = self.poll_flush(cx);
                     }
                     return Poll::Ready(Some(Ok(item)));
                 }
@@ -197,7 +225,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 self.finished = true;
                 return Poll::Ready(Some(Err(Error::abnormal_closure())));
             }
-            match ready!(self.poll_fill(cx)) {
+            match ready!(self.poll_fill(cx, delivery)) {
                 Ok(0) => self.read_done = true,
                 Ok(_) => {}
                 Err(e) => {
@@ -225,7 +253,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     break;
                 }
                 self.read_buf.clear();
-                match ready!(self.poll_fill(cx)) {
+                match ready!(self.poll_fill(cx, Delivery::Chunks)) {
                     Ok(0) | Err(_) => self.read_done = true,
                     Ok(_) => {}
                 }
@@ -240,12 +268,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         Poll::Ready(Ok(()))
     }
 
-    /// Reads more bytes into the read buffer, making room for the frame in hand.
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let wanted = self.conn.read_wanted(self.read_buf.len());
-        let extra = wanted
-            .saturating_sub(self.read_buf.len())
-            .max(self.config.get_read_buffer_size());
+    /// Reads more bytes into the read buffer, making room for the frame in hand when whole
+    /// frames are wanted.
+    fn poll_fill(&mut self, cx: &mut Context<'_>, delivery: Delivery) -> Poll<io::Result<usize>> {
+        let min = self.config.get_read_buffer_size();
+        let extra = match delivery {
+            Delivery::WholeFrames => {
+                let wanted = self.conn.read_wanted(self.read_buf.len());
+                wanted.saturating_sub(self.read_buf.len()).max(min)
+            }
+            Delivery::Chunks => min.max(STREAM_READ),
+        };
         self.read_buf.reserve(extra);
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read_buf)
     }
@@ -257,5 +290,85 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         {
             self.read_buf = BytesMut::new();
         }
+    }
+}
+
+/// Reads and writes for the stream API.
+impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+    /// How many payload bytes may be read straight into a caller's buffer now.
+    pub(crate) fn direct_read_len(&self) -> usize {
+        if self.finished || self.read_done {
+            return 0;
+        }
+        usize::try_from(self.conn.direct_len(self.read_buf.len())).unwrap_or(usize::MAX)
+    }
+
+    /// Reads payload straight from the transport into `dst` (at most
+    /// [`direct_read_len`](Self::direct_read_len) bytes) and unmasks it there: one copy in all,
+    /// kernel to caller. `Ok(None)`: nothing was taken (the connection failed on these bytes, or
+    /// the transport ended); the next [`poll_next`](Self::poll_next) reports why.
+    pub(crate) fn poll_read_direct(
+        &mut self,
+        cx: &mut Context<'_>,
+        dst: &mut [u8],
+    ) -> Poll<Result<Option<(usize, DirectChunk)>, Error>> {
+        ready!(self.poll_replies(cx))?;
+        let len = dst.len().min(self.direct_read_len());
+        if len == 0 {
+            return Poll::Ready(Ok(None));
+        }
+        let mut read_buf = ReadBuf::new(&mut dst[..len]);
+        if let Err(e) = ready!(Pin::new(&mut self.io).poll_read(cx, &mut read_buf)) {
+            self.read_done = true;
+            self.finished = true;
+            return Poll::Ready(Err(Error::Io(e)));
+        }
+        let n = read_buf.filled().len();
+        if n == 0 {
+            self.read_done = true;
+            return Poll::Ready(Ok(None));
+        }
+        Poll::Ready(Ok(self
+            .conn
+            .consume_direct(&mut dst[..n])
+            .ok()
+            .flatten()
+            .map(|chunk| (n, chunk))))
+    }
+
+    /// Sends `data` as one fragment of a `kind` message straight from the caller's memory: one
+    /// vectored write of header and payload, no copy. Only for servers, with nothing queued.
+    /// Whatever of the frame the transport does not take at once is copied into the transmit
+    /// queue, so the frame is always completed and `data.len()` is always accepted.
+    pub(crate) fn poll_write_direct(
+        &mut self,
+        cx: &mut Context<'_>,
+        kind: DataKind,
+        fin: bool,
+        data: &[u8],
+    ) -> Poll<Result<usize, Error>> {
+        let (head, head_len) = self.conn.direct_fragment_header(kind, fin, data.len())?;
+        let slices = [IoSlice::new(&head[..head_len]), IoSlice::new(data)];
+        let written = match ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices)) {
+            Ok(0) => Err(io::Error::from(io::ErrorKind::WriteZero)),
+            other => other,
+        };
+        let written = match written {
+            Ok(n) => n,
+            Err(e) => {
+                self.write_failed = true;
+                return Poll::Ready(Err(Error::Io(e)));
+            }
+        };
+        let mut unwritten = BytesMut::new();
+        if written < head_len {
+            unwritten.extend_from_slice(&head[written..head_len]);
+            unwritten.extend_from_slice(data);
+        } else {
+            unwritten.extend_from_slice(&data[written - head_len..]);
+        }
+        self.conn
+            .commit_direct_fragment(kind, fin, data.len(), unwritten.freeze());
+        Poll::Ready(Ok(data.len()))
     }
 }

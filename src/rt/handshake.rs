@@ -3,14 +3,17 @@
 //! Bytes read past the HTTP head are handed to the WebSocket: a client's first frame may arrive
 //! in the same packet as the request, a server's in the same packet as the 101.
 
+use std::time::Duration;
+
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{timeout_at, Instant};
 
 use super::socket::WebSocket;
 use crate::config::Config;
-use crate::error::{Error, HandshakeError, Result};
-use crate::handshake::client::{content_length, ClientHandshake, MAX_REFUSED_BODY};
+use crate::error::{Error, HandshakeError, Result, Timeout};
+use crate::handshake::client::{content_length, ClientHandshake, ParsedResponse, MAX_REFUSED_BODY};
 use crate::handshake::server::{accept_response, parse_request, reject_response, write_response};
 use crate::proto::Role;
 use crate::server::{Accept, Reject};
@@ -29,30 +32,44 @@ async fn read_more<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut, what: &
     Ok(())
 }
 
-/// Sends the upgrade request and checks the answer.
+/// The instant `timeout` from now; `Duration::MAX` (or anything past the clock's range) gives a
+/// deadline decades away.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(60 * 60 * 24 * 365 * 30))
+}
+
+fn handshake_timeout() -> Error {
+    Error::Timeout(Timeout::Handshake)
+}
+
+/// Sends the upgrade request and checks the answer, all before `deadline`.
 pub(crate) async fn client<S>(
     mut io: S,
     handshake: ClientHandshake,
     config: Config,
+    deadline: Instant,
 ) -> Result<(WebSocket<S>, Response<()>)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     config.validate()?;
-    let mut out = Vec::with_capacity(512);
-    handshake.write_request(&mut out);
-    io.write_all(&out).await?;
-    io.flush().await?;
     let mut buf = BytesMut::new();
-    let max = config.get_max_handshake_size();
-    let parsed = loop {
-        match handshake.parse_response(&buf, max) {
-            Ok(Some(parsed)) => break parsed,
-            Ok(None) => read_more(&mut io, &mut buf, "waiting for the response").await?,
-            Err(HandshakeError::Refused(response)) => {
-                return Err(read_refusal_body(&mut io, *response, &mut buf).await.into())
-            }
-            Err(e) => return Err(e.into()),
+    let exchange = client_exchange(&mut io, &handshake, &config, &mut buf);
+    let parsed = match timeout_at(deadline, exchange).await {
+        Err(_elapsed) => return Err(handshake_timeout()),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(Ok(parsed))) => parsed,
+        Ok(Ok(Err(refused))) => {
+            // What arrived of the body by the deadline is all the refusal carries.
+            let (parts, first) = refused.into_parts();
+            let head = Response::from_parts(parts, ());
+            let mut body = BytesMut::from(&first[..]);
+            let _ = timeout_at(deadline, read_refusal_body(&mut io, &head, &mut body)).await;
+            let (parts, ()) = head.into_parts();
+            let response = Response::from_parts(parts, body.freeze());
+            return Err(HandshakeError::Refused(Box::new(response)).into());
         }
     };
     buf.advance(parsed.head_len);
@@ -60,36 +77,62 @@ where
     Ok((ws, parsed.response))
 }
 
-/// Completes a refusal's body up to its announced length and [`MAX_REFUSED_BODY`].
+/// Writes the request and reads the response head: a 101 that passed every check, or a refusal
+/// with the body bytes that came with its head.
+async fn client_exchange<S>(
+    io: &mut S,
+    handshake: &ClientHandshake,
+    config: &Config,
+    buf: &mut BytesMut,
+) -> Result<std::result::Result<ParsedResponse, Response<Bytes>>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut out = Vec::with_capacity(512);
+    handshake.write_request(&mut out);
+    io.write_all(&out).await?;
+    io.flush().await?;
+    let max = config.get_max_handshake_size();
+    loop {
+        match handshake.parse_response(buf, max) {
+            Ok(Some(parsed)) => return Ok(Ok(parsed)),
+            Ok(None) => read_more(io, buf, "waiting for the response").await?,
+            Err(HandshakeError::Refused(response)) => return Ok(Err(*response)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Appends to `body` what the server sends of a refusal's body, up to its announced length and
+/// [`MAX_REFUSED_BODY`].
 async fn read_refusal_body<S: AsyncRead + Unpin>(
     io: &mut S,
-    response: Response<Bytes>,
-    buf: &mut BytesMut,
-) -> HandshakeError {
-    let (parts, body) = response.into_parts();
-    let head = Response::from_parts(parts.clone(), ());
-    let limit = content_length(&head)
+    head: &Response<()>,
+    body: &mut BytesMut,
+) {
+    let limit = content_length(head)
         .unwrap_or(MAX_REFUSED_BODY)
         .min(MAX_REFUSED_BODY);
-    let mut body = BytesMut::from(&body[..]);
     // Without a length only a closing server ends the body; chunked bodies are not decoded.
-    let readable = content_length(&head).is_some()
+    let readable = content_length(head).is_some()
         || !head.headers().contains_key(http::header::TRANSFER_ENCODING);
+    let mut buf = BytesMut::new();
     while readable && body.len() < limit {
         buf.clear();
         buf.reserve(limit - body.len());
-        match io.read_buf(buf).await {
+        match io.read_buf(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => body.extend_from_slice(&buf[..n.min(limit - body.len())]),
         }
     }
-    HandshakeError::Refused(Box::new(Response::from_parts(parts, body.freeze())))
 }
 
-/// Reads the upgrade request, asks `decide`, and answers with a 101 or a refusal.
+/// Reads the upgrade request, asks `decide`, and answers with a 101 or a refusal, all before
+/// `deadline`; past it the transport is dropped without an answer.
 pub(crate) async fn server<S, F>(
     mut io: S,
     config: Config,
+    deadline: Instant,
     decide: F,
 ) -> Result<(WebSocket<S>, Request<()>)>
 where
@@ -98,53 +141,78 @@ where
 {
     config.validate()?;
     let mut buf = BytesMut::new();
-    let parsed = loop {
-        match parse_request(
-            &buf,
-            config.get_max_handshake_size(),
-            config.get_max_handshake_headers(),
-        ) {
-            Ok(Some(parsed)) => break parsed,
-            Ok(None) => read_more(&mut io, &mut buf, "waiting for the request").await?,
-            Err(e) => {
-                let status = e.status_for_reply().unwrap_or(StatusCode::BAD_REQUEST);
-                let body = e.to_string();
-                send_refusal(&mut io, Reject::new(status).body(body)).await;
-                return Err(e.into());
-            }
+    let parsed = timeout_at(deadline, read_request(&mut io, &config, &mut buf)).await;
+    let (request, head_len) = match parsed {
+        Err(_elapsed) => return Err(handshake_timeout()),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(Ok(parsed))) => parsed,
+        Ok(Ok(Err(e))) => {
+            let status = e.status_for_reply().unwrap_or(StatusCode::BAD_REQUEST);
+            let body = e.to_string();
+            send_refusal(&mut io, Reject::new(status).body(body), deadline).await;
+            return Err(e.into());
         }
     };
-    let (request, head_len) = parsed;
     let accept = match decide(&request) {
         Ok(accept) => accept,
         Err(reject) => {
             let status = reject.0.status;
-            send_refusal(&mut io, reject).await;
+            send_refusal(&mut io, reject, deadline).await;
             return Err(HandshakeError::Rejected { status }.into());
         }
     };
     let response = match accept_response(&request, accept.protocol.as_deref(), &accept.headers) {
         Ok(response) => response,
         Err(e) => {
-            send_refusal(&mut io, Reject::new(StatusCode::INTERNAL_SERVER_ERROR)).await;
+            let reject = Reject::new(StatusCode::INTERNAL_SERVER_ERROR);
+            send_refusal(&mut io, reject, deadline).await;
             return Err(e.into());
         }
     };
     let mut out = Vec::with_capacity(256);
     write_response(&response, &[], &mut out);
-    io.write_all(&out).await?;
-    io.flush().await?;
+    let write = async {
+        io.write_all(&out).await?;
+        io.flush().await
+    };
+    timeout_at(deadline, write)
+        .await
+        .map_err(|_elapsed| handshake_timeout())??;
     buf.advance(head_len);
     let ws = WebSocket::from_raw_socket(io, Role::Server, config, buf)?;
     Ok((ws, request))
 }
 
-/// Writes a refusal and closes the transport; the peer may already be gone, which is fine.
-async fn send_refusal<S: AsyncWrite + Unpin>(io: &mut S, reject: Reject) {
+/// Reads until `buf` starts with a complete request head, and parses it: the outer error is
+/// transport I/O, the inner one a request to refuse.
+async fn read_request<S: AsyncRead + Unpin>(
+    io: &mut S,
+    config: &Config,
+    buf: &mut BytesMut,
+) -> Result<std::result::Result<(Request<()>, usize), HandshakeError>> {
+    loop {
+        match parse_request(
+            buf,
+            config.get_max_handshake_size(),
+            config.get_max_handshake_headers(),
+        ) {
+            Ok(Some(parsed)) => return Ok(Ok(parsed)),
+            Ok(None) => read_more(io, buf, "waiting for the request").await?,
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+}
+
+/// Writes a refusal and closes the transport, giving up at `deadline`; the peer may already be
+/// gone, which is fine.
+async fn send_refusal<S: AsyncWrite + Unpin>(io: &mut S, reject: Reject, deadline: Instant) {
     let reject = *reject.0;
     let response = reject_response(reject.status, &reject.headers, reject.body.len());
     let mut out = Vec::with_capacity(256 + reject.body.len());
     write_response(&response, &reject.body, &mut out);
-    let _ = io.write_all(&out).await;
-    let _ = io.shutdown().await;
+    let send = async {
+        let _ = io.write_all(&out).await;
+        let _ = io.shutdown().await;
+    };
+    let _ = timeout_at(deadline, send).await;
 }

@@ -1,6 +1,11 @@
 //! The tokio glue: the only code that names `Poll`, `Context`, `AsyncRead` and `AsyncWrite`.
 
+pub(crate) mod bytestream;
 pub(crate) mod driver;
 pub(crate) mod handshake;
+pub(crate) mod info;
+pub(crate) mod reader;
 pub(crate) mod socket;
 pub(crate) mod split;
+pub(crate) mod stream;
+pub(crate) mod writer;

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::proto::close::{CloseCode, CloseFrame};
 use crate::proto::connection::{Connection, Counters, ReadyState};
+use crate::proto::decoder::Delivery;
 use crate::proto::error::FailReason;
 use crate::proto::message::{Message, Utf8Bytes};
 use crate::proto::Role;
@@ -129,7 +130,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Polls for the next message; see [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
-        self.driver.poll_next(cx, decode_message)
+        self.driver
+            .poll_next(cx, Delivery::WholeFrames, decode_message)
     }
 
     /// Sends a message and waits until it has been written to the transport.
@@ -220,7 +222,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
         self.driver.start_close(frame)?;
         poll_fn(|cx| loop {
-            match ready!(self.driver.poll_next(cx, decode_message)) {
+            match ready!(self
+                .driver
+                .poll_next(cx, Delivery::WholeFrames, decode_message))
+            {
                 None => return Poll::Ready(Ok(())),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Poll::Ready(Err(e)),

@@ -19,6 +19,7 @@ use super::socket::{decode_message, WebSocket};
 use crate::error::{Error, Result};
 use crate::proto::close::{CloseCode, CloseFrame};
 use crate::proto::connection::ReadyState;
+use crate::proto::decoder::Delivery;
 use crate::proto::message::{Message, Utf8Bytes};
 
 #[derive(Debug, Default)]
@@ -52,19 +53,26 @@ impl Wake for BothWakers {
 }
 
 #[derive(Debug)]
-struct Shared<S> {
+pub(crate) struct Shared<S> {
     driver: Mutex<Driver<S>>,
     wakers: Arc<BothWakers>,
 }
 
 impl<S> Shared<S> {
-    fn lock(&self) -> MutexGuard<'_, Driver<S>> {
+    pub(crate) fn new(driver: Driver<S>) -> Arc<Self> {
+        Arc::new(Shared {
+            driver: Mutex::new(driver),
+            wakers: Arc::default(),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Driver<S>> {
         // A panic while polling leaves no half-updated state that matters more than the panic.
         self.driver.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `f` with the driver and a context whose waker wakes both halves.
-    fn poll_with<R>(
+    pub(crate) fn poll_with<R>(
         &self,
         cx: &mut Context<'_>,
         reader: bool,
@@ -90,13 +98,13 @@ impl<S> Shared<S> {
 /// idle.
 #[derive(Debug)]
 pub struct ReadHalf<S> {
-    shared: Arc<Shared<S>>,
+    pub(crate) shared: Arc<Shared<S>>,
 }
 
 /// The sending half of a [`WebSocket`], from [`WebSocket::into_split`].
 #[derive(Debug)]
 pub struct WriteHalf<S> {
-    shared: Arc<Shared<S>>,
+    pub(crate) shared: Arc<Shared<S>>,
 }
 
 /// [`ReadHalf::reunite`] was given halves of two different connections.
@@ -115,10 +123,7 @@ impl<S> WebSocket<S> {
     /// Splits the connection into a read half and a write half that can be moved to different
     /// tasks. The halves share the connection behind a lock taken only while one is polled.
     pub fn into_split(self) -> (ReadHalf<S>, WriteHalf<S>) {
-        let shared = Arc::new(Shared {
-            driver: Mutex::new(self.driver),
-            wakers: Arc::default(),
-        });
+        let shared = Shared::new(self.driver);
         (
             ReadHalf {
                 shared: shared.clone(),
@@ -180,8 +185,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
 
     /// Polls for the next message; see [`WebSocket::recv`].
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
-        self.shared
-            .poll_with(cx, true, |d, cx| d.poll_next(cx, decode_message))
+        self.shared.poll_with(cx, true, |d, cx| {
+            d.poll_next(cx, Delivery::WholeFrames, decode_message)
+        })
     }
 }
 

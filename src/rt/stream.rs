@@ -1,0 +1,325 @@
+//! The byte-level read and write logic shared by [`MessageReader`](super::reader::MessageReader),
+//! [`MessageWriter`](super::writer::MessageWriter) and [`ByteStream`](super::bytestream::ByteStream).
+//!
+//! Each works on a [`Driver`] it reaches directly or through a split half's lock, plus state
+//! of its own (the chunk in hand, the frame being built), so the same code serves every owner.
+
+use std::io;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::driver::Driver;
+use super::split::Shared;
+use crate::error::Error;
+use crate::proto::connection::{Connection, Incoming};
+use crate::proto::decoder::{DataKind, Delivery};
+use crate::proto::error::FailReason;
+use crate::proto::fragment::FragmentBuilder;
+use crate::proto::message::Message;
+use crate::proto::utf8::Utf8Validator;
+use crate::proto::Role;
+
+/// Below this much room in the caller's buffer, payload is read through the connection's own
+/// buffer: many tiny reads from the socket would cost more than the copy they save.
+const DIRECT_READ_MIN: usize = 4 * 1024;
+
+/// From this size on, a server writes the caller's bytes straight to the transport.
+const DIRECT_WRITE_MIN: usize = 16 * 1024;
+
+/// Where a reader or writer finds the connection.
+#[derive(Debug)]
+pub(crate) enum Target<'a, S> {
+    /// A whole `WebSocket`, borrowed.
+    Socket(&'a mut Driver<S>),
+    /// A split half's shared connection; `reader` says which half polls.
+    Half(&'a Shared<S>, bool),
+}
+
+impl<S> Target<'_, S> {
+    pub(crate) fn drive<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Driver<S>, &mut Context<'_>) -> R,
+    ) -> R {
+        match self {
+            Target::Socket(driver) => f(driver, cx),
+            Target::Half(shared, reader) => shared.poll_with(cx, *reader, f),
+        }
+    }
+
+    pub(crate) fn with<R>(&mut self, f: impl FnOnce(&mut Driver<S>) -> R) -> R {
+        match self {
+            Target::Socket(driver) => f(driver),
+            Target::Half(shared, _) => f(&mut shared.lock()),
+        }
+    }
+}
+
+pub(crate) fn decode_chunk(
+    conn: &mut Connection,
+    buf: &mut BytesMut,
+) -> Result<Option<Incoming>, FailReason> {
+    conn.receive_chunk(buf)
+}
+
+fn closed_mid_message() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the connection closed in the middle of a message",
+    )
+}
+
+/// Incoming payload being handed to a reader.
+#[derive(Debug, Default)]
+pub(crate) struct ReadState {
+    /// Bytes received and not yet read.
+    pub(crate) chunk: Bytes,
+    /// The message being read has ended (for a message reader: EOF once `chunk` is empty).
+    pub(crate) message_ended: bool,
+    /// The connection's close arrived cleanly (for a byte stream: EOF).
+    pub(crate) closed: bool,
+}
+
+/// What a read follows: one message, or every binary message in turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadScope {
+    Message,
+    Connection,
+}
+
+impl ReadState {
+    fn at_eof(&self, scope: ReadScope) -> bool {
+        match scope {
+            ReadScope::Message => self.message_ended,
+            ReadScope::Connection => self.closed,
+        }
+    }
+
+    /// Makes `chunk` non-empty, or reports EOF (`Ok(false)`).
+    pub(crate) fn poll_fill<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        driver: &mut Driver<S>,
+        cx: &mut Context<'_>,
+        scope: ReadScope,
+    ) -> Poll<io::Result<bool>> {
+        while self.chunk.is_empty() {
+            if self.at_eof(scope) {
+                return Poll::Ready(Ok(false));
+            }
+            let incoming = match ready!(driver.poll_next(cx, Delivery::Chunks, decode_chunk)) {
+                Some(Ok(incoming)) => incoming,
+                Some(Err(e)) => return Poll::Ready(Err(e.into())),
+                None if scope == ReadScope::Connection => {
+                    self.closed = true;
+                    continue;
+                }
+                None => return Poll::Ready(Err(closed_mid_message())),
+            };
+            match incoming {
+                Incoming::Data {
+                    kind, data, end, ..
+                } => {
+                    if scope == ReadScope::Connection && kind == DataKind::Text {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "a byte stream received a text message",
+                        )));
+                    }
+                    self.chunk = data;
+                    self.message_ended = end;
+                }
+                Incoming::Control(Message::Close(_)) if scope == ReadScope::Connection => {
+                    self.closed = true
+                }
+                Incoming::Control(Message::Close(_)) => {
+                    return Poll::Ready(Err(closed_mid_message()))
+                }
+                Incoming::Control(_) => {}
+            }
+        }
+        Poll::Ready(Ok(true))
+    }
+
+    /// `AsyncRead::poll_read` over the connection. Large reads go straight from the transport
+    /// into `buf` when nothing is buffered.
+    pub(crate) fn poll_read<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        driver: &mut Driver<S>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+        scope: ReadScope,
+    ) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if self.chunk.is_empty() && !self.at_eof(scope) && buf.remaining() >= DIRECT_READ_MIN {
+                let direct = driver.direct_read_len().min(buf.remaining());
+                if direct > 0 {
+                    let dst = buf.initialize_unfilled_to(direct);
+                    match ready!(driver.poll_read_direct(cx, dst)) {
+                        Ok(Some((n, chunk))) => {
+                            buf.advance(n);
+                            if chunk.end {
+                                self.message_ended = true;
+                            }
+                            return Poll::Ready(Ok(()));
+                        }
+                        Ok(None) => {} // the reason surfaces through poll_fill
+                        Err(e) => return Poll::Ready(Err(e.into())),
+                    }
+                }
+            }
+            if !ready!(self.poll_fill(driver, cx, scope))? {
+                return Poll::Ready(Ok(()));
+            }
+            if !self.chunk.is_empty() {
+                let n = self.chunk.len().min(buf.remaining());
+                buf.put_slice(&self.chunk[..n]);
+                self.chunk.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+}
+
+/// How written bytes become frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteScope {
+    /// One message: every frame but the last has FIN unset.
+    Message,
+    /// Every frame is a whole binary message, so any peer sees complete messages.
+    Connection,
+}
+
+/// Outgoing bytes being cut into frames.
+#[derive(Debug)]
+pub(crate) struct WriteState {
+    kind: DataKind,
+    scope: WriteScope,
+    builder: FragmentBuilder,
+    utf8: Option<Utf8Validator>,
+    /// The final frame was queued; nothing more may be written.
+    pub(crate) finished: bool,
+}
+
+impl WriteState {
+    pub(crate) fn new(role: Role, kind: DataKind, scope: WriteScope, fragment_size: usize) -> Self {
+        WriteState {
+            kind,
+            scope,
+            builder: FragmentBuilder::new(role, fragment_size),
+            utf8: (kind == DataKind::Text).then(Utf8Validator::new),
+            finished: false,
+        }
+    }
+
+    /// Bytes accepted but not yet framed.
+    pub(crate) fn pending(&self) -> usize {
+        self.builder.len()
+    }
+
+    fn frame_fin(&self) -> bool {
+        self.scope == WriteScope::Connection
+    }
+
+    /// Queues the frame being built (a message's non-final fragment, or a whole message).
+    fn cut(&mut self, conn: &mut Connection) -> Result<(), Error> {
+        conn.send_built_fragment(self.kind, self.frame_fin(), &mut self.builder)
+    }
+
+    pub(crate) fn poll_write<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        driver: &mut Driver<S>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.finished {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the message was already finished",
+            )));
+        }
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        // Backpressure: wait while the transmit queue is full.
+        ready!(driver.poll_ready(cx))?;
+        let direct = driver.conn.role() == Role::Server
+            && self.builder.is_empty()
+            && !driver.conn.wants_write()
+            && data.len() >= DIRECT_WRITE_MIN
+            && self.utf8.is_none();
+        if direct {
+            let len = data.len().min(self.builder.capacity());
+            return driver
+                .poll_write_direct(cx, self.kind, self.frame_fin(), &data[..len])
+                .map_err(Into::into);
+        }
+        let n = self.builder.append(data);
+        if let Some(utf8) = &mut self.utf8 {
+            if utf8.feed(&data[..n]).is_err() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "text is not valid UTF-8",
+                )));
+            }
+        }
+        if self.builder.is_full() {
+            self.cut(&mut driver.conn)?;
+            // Start writing now; what does not fit waits for the next call's backpressure.
+            if let Poll::Ready(Err(e)) = driver.poll_flush(cx) {
+                return Poll::Ready(Err(e.into()));
+            }
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Frames what is buffered and writes everything queued.
+    pub(crate) fn poll_flush<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        driver: &mut Driver<S>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.builder.is_empty() {
+            // A flush must not cut a code point in two: text frames end on a boundary.
+            if self.utf8.as_ref().map_or(true, Utf8Validator::is_complete) {
+                self.cut(&mut driver.conn)?;
+            }
+        }
+        driver.poll_flush(cx).map_err(Into::into)
+    }
+
+    /// Ends the message with a final frame (a message writer), then flushes.
+    pub(crate) fn poll_finish<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        driver: &mut Driver<S>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.finished {
+            self.queue_final(&mut driver.conn)?;
+        }
+        driver.poll_flush(cx).map_err(Into::into)
+    }
+
+    /// Queues the final frame without writing it (also used when a writer is dropped).
+    pub(crate) fn queue_final(&mut self, conn: &mut Connection) -> io::Result<()> {
+        if let Some(utf8) = &mut self.utf8 {
+            if utf8.finish().is_err() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "text ends inside a UTF-8 code point",
+                ));
+            }
+        }
+        self.finished = true;
+        match self.scope {
+            WriteScope::Message => conn.send_built_fragment(self.kind, true, &mut self.builder)?,
+            WriteScope::Connection if !self.builder.is_empty() => self.cut(conn)?,
+            WriteScope::Connection => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,220 @@
+//! The transports a WebSocket runs over, and what they can tell about the connection.
+//!
+//! [`MaybeTlsStream`] is what [`connect`](crate::connect) returns a WebSocket over: plain TCP for
+//! `ws://`, rustls over TCP for `wss://`. [`TransportInfo`] gives addresses and TLS parameters
+//! of a transport; a [`WebSocket`](crate::WebSocket) over such a transport offers the same
+//! methods.
+
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use rustls::pki_types::CertificateDer;
+use rustls::{ProtocolVersion, SupportedCipherSuite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// A TCP connection, with or without TLS: the transport of a connection opened by
+/// [`connect`](crate::connect).
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum MaybeTlsStream {
+    /// `ws://`: plain TCP.
+    Plain(TcpStream),
+    /// `wss://`: TLS (rustls) over TCP.
+    Rustls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl MaybeTlsStream {
+    /// The TCP connection under any TLS.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            MaybeTlsStream::Plain(tcp) => tcp,
+            MaybeTlsStream::Rustls(tls) => tls.get_ref().0,
+        }
+    }
+
+    /// `true` when the connection runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, MaybeTlsStream::Rustls(_))
+    }
+}
+
+impl AsyncRead for MaybeTlsStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTlsStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            MaybeTlsStream::Rustls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for MaybeTlsStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTlsStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            MaybeTlsStream::Rustls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTlsStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            MaybeTlsStream::Rustls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            MaybeTlsStream::Plain(s) => s.is_write_vectored(),
+            MaybeTlsStream::Rustls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTlsStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            MaybeTlsStream::Rustls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTlsStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            MaybeTlsStream::Rustls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// What a transport can tell about its connection: addresses and, over TLS, the negotiated
+/// parameters. The TLS methods return `None` on a transport without TLS (and before a TLS
+/// handshake has completed, which never shows once a WebSocket runs over it).
+///
+/// Implemented for [`TcpStream`], the tokio-rustls client and server streams over any
+/// `TransportInfo`, and [`MaybeTlsStream`]; implement it for your own transport to get the same
+/// methods on [`WebSocket`](crate::WebSocket).
+pub trait TransportInfo {
+    /// The local address of the connection.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+
+    /// The remote address of the connection.
+    fn peer_addr(&self) -> io::Result<SocketAddr>;
+
+    /// The TLS version negotiated (`TLSv1_3`, `TLSv1_2`).
+    fn tls_protocol_version(&self) -> Option<ProtocolVersion> {
+        None
+    }
+
+    /// The TLS cipher suite negotiated.
+    fn tls_cipher_suite(&self) -> Option<SupportedCipherSuite> {
+        None
+    }
+
+    /// The certificates the peer presented, its own first. A client sees the server's chain; a
+    /// server sees `None` unless it asked for client certificates.
+    fn tls_peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
+        None
+    }
+
+    /// The ALPN protocol agreed on, if any (`b"http/1.1"` when both sides offered it).
+    fn tls_alpn_protocol(&self) -> Option<&[u8]> {
+        None
+    }
+}
+
+impl TransportInfo for TcpStream {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        TcpStream::local_addr(self)
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        TcpStream::peer_addr(self)
+    }
+}
+
+/// Implements `TransportInfo` for a TLS stream type whose `get_ref()` gives
+/// `(&inner transport, &rustls connection)`.
+macro_rules! tls_transport_info {
+    ($stream:ty) => {
+        impl<S: TransportInfo> TransportInfo for $stream {
+            fn local_addr(&self) -> io::Result<SocketAddr> {
+                self.get_ref().0.local_addr()
+            }
+
+            fn peer_addr(&self) -> io::Result<SocketAddr> {
+                self.get_ref().0.peer_addr()
+            }
+
+            fn tls_protocol_version(&self) -> Option<ProtocolVersion> {
+                self.get_ref().1.protocol_version()
+            }
+
+            fn tls_cipher_suite(&self) -> Option<SupportedCipherSuite> {
+                self.get_ref().1.negotiated_cipher_suite()
+            }
+
+            fn tls_peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
+                self.get_ref().1.peer_certificates()
+            }
+
+            fn tls_alpn_protocol(&self) -> Option<&[u8]> {
+                self.get_ref().1.alpn_protocol()
+            }
+        }
+    };
+}
+
+tls_transport_info!(tokio_rustls::client::TlsStream<S>);
+tls_transport_info!(tokio_rustls::server::TlsStream<S>);
+tls_transport_info!(tokio_rustls::TlsStream<S>);
+
+impl TransportInfo for MaybeTlsStream {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp().local_addr()
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp().peer_addr()
+    }
+
+    fn tls_protocol_version(&self) -> Option<ProtocolVersion> {
+        match self {
+            MaybeTlsStream::Plain(_) => None,
+            MaybeTlsStream::Rustls(tls) => tls.tls_protocol_version(),
+        }
+    }
+
+    fn tls_cipher_suite(&self) -> Option<SupportedCipherSuite> {
+        match self {
+            MaybeTlsStream::Plain(_) => None,
+            MaybeTlsStream::Rustls(tls) => tls.tls_cipher_suite(),
+        }
+    }
+
+    fn tls_peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
+        match self {
+            MaybeTlsStream::Plain(_) => None,
+            MaybeTlsStream::Rustls(tls) => tls.tls_peer_certificates(),
+        }
+    }
+
+    fn tls_alpn_protocol(&self) -> Option<&[u8]> {
+        match self {
+            MaybeTlsStream::Plain(_) => None,
+            MaybeTlsStream::Rustls(tls) => tls.tls_alpn_protocol(),
+        }
+    }
+}
