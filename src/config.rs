@@ -23,6 +23,9 @@ pub struct Config {
     max_handshake_size: usize,
     max_handshake_headers: usize,
     handshake_timeout: Duration,
+    ping_interval: Option<Duration>,
+    pong_timeout: Duration,
+    idle_timeout: Option<Duration>,
     stream_fragment_size: usize,
     max_stream_message_size: Option<usize>,
 }
@@ -38,6 +41,9 @@ impl Default for Config {
             max_handshake_size: 16 << 10,
             max_handshake_headers: 64,
             handshake_timeout: Duration::from_secs(10),
+            ping_interval: None,
+            pong_timeout: Duration::from_secs(20),
+            idle_timeout: None,
             stream_fragment_size: 64 << 10,
             max_stream_message_size: None,
         }
@@ -112,6 +118,46 @@ impl Config {
     pub fn max_stream_message_size(mut self, bytes: Option<usize>) -> Self {
         self.max_stream_message_size = bytes;
         self
+    }
+
+    /// Keepalive: when nothing has been received from the peer for this long, send a ping; if
+    /// nothing (the pong or any other frame) arrives within [`pong_timeout`](Self::pong_timeout)
+    /// after it, the connection is closed (1001) and receiving fails with a timeout error.
+    /// Keepalive runs while the connection is being received from (`recv`, a stream reader, the
+    /// read half). Default: `None` (off).
+    pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
+        self.ping_interval = interval;
+        self
+    }
+
+    /// How long a keepalive ping may go unanswered. Default: 20 s.
+    pub fn pong_timeout(mut self, timeout: Duration) -> Self {
+        self.pong_timeout = timeout;
+        self
+    }
+
+    /// Closes the connection (1001) when no data message (or streamed data) has been sent or
+    /// received for this long; pings and pongs do not count. Like keepalive, it is watched while
+    /// the connection is being received from; receiving then fails with a timeout error.
+    /// Default: `None` (off).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// See [`ping_interval`](Self::ping_interval).
+    pub fn get_ping_interval(&self) -> Option<Duration> {
+        self.ping_interval
+    }
+
+    /// See [`pong_timeout`](Self::pong_timeout).
+    pub fn get_pong_timeout(&self) -> Duration {
+        self.pong_timeout
+    }
+
+    /// See [`idle_timeout`](Self::idle_timeout).
+    pub fn get_idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
     }
 
     /// See [`stream_fragment_size`](Self::stream_fragment_size).
@@ -195,6 +241,14 @@ impl Config {
             return Err(Error::InvalidConfig(
                 "max_handshake_size must be at least 256",
             ));
+        }
+        if self.ping_interval == Some(Duration::ZERO) || self.pong_timeout.is_zero() {
+            return Err(Error::InvalidConfig(
+                "ping_interval and pong_timeout must be above zero",
+            ));
+        }
+        if self.idle_timeout == Some(Duration::ZERO) {
+            return Err(Error::InvalidConfig("idle_timeout must be above zero"));
         }
         if self.stream_fragment_size == 0 {
             return Err(Error::InvalidConfig(

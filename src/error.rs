@@ -80,6 +80,22 @@ pub enum Timeout {
     Close,
     /// Connecting the transport.
     Connect,
+    /// A keepalive ping went unanswered for `Config::pong_timeout`.
+    Pong,
+    /// Nothing was sent or received for `Config::idle_timeout`.
+    Idle,
+}
+
+impl fmt::Display for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Timeout::Handshake => "the opening handshake did not finish in time",
+            Timeout::Close => "the peer did not finish the closing handshake in time",
+            Timeout::Connect => "connecting did not finish in time",
+            Timeout::Pong => "the peer did not answer a keepalive ping in time",
+            Timeout::Idle => "the connection was idle for too long",
+        })
+    }
 }
 
 /// A call that the protocol forbids.
@@ -157,7 +173,7 @@ impl fmt::Display for Error {
             Error::Capacity(e) => write!(f, "limit exceeded: {e}"),
             Error::Handshake(e) => write!(f, "handshake failed: {e}"),
             Error::Closed => f.write_str("connection closed"),
-            Error::Timeout(which) => write!(f, "timed out: {which:?}"),
+            Error::Timeout(which) => write!(f, "timed out: {which}"),
             Error::InvalidUrl(why) => write!(f, "invalid WebSocket URL: {why}"),
             Error::Usage(e) => write!(f, "invalid call: {e}"),
             Error::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),

@@ -9,8 +9,8 @@
 //! [`Config::max_handshake_size`] or with more header lines than
 //! [`Config::max_handshake_headers`] is answered with `431 Request Header Fields Too Large`.
 //! [`Acceptor::allowed_origins`] answers `403` to browsers on other sites. Over TLS, build a
-//! [`TlsAcceptor`](crate::tls::TlsAcceptor) with [`tls::acceptor_from_pem`](crate::tls::acceptor_from_pem)
-//! and use [`Acceptor::accept_tls`].
+//! [`TlsAcceptor`] with [`tls::acceptor_from_pem`](crate::tls::acceptor_from_pem) and use
+//! [`Acceptor::accept_tls`].
 //!
 //! ```no_run
 //! use wsio::server::{Acceptor, Accept, Reject};
@@ -34,7 +34,7 @@
 //!                 ws.send(message).await?;
 //!             }
 //!         }
-//!         wsio::Result::Ok(())
+//!         Ok::<_, wsio::Error>(())
 //!     });
 //! }
 //! # }

@@ -43,7 +43,7 @@
 //!     tokio::spawn(async move {
 //!         let (mut ws, _request) = acceptor.accept_tls(&tls, tcp).await?;
 //!         ws.send_text("hello over TLS").await?;
-//!         wsio::Result::Ok(())
+//!         Ok::<_, wsio::Error>(())
 //!     });
 //! }
 //! # }

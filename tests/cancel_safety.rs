@@ -167,7 +167,7 @@ async fn send_dropped_mid_write_sends_whole_messages_or_none() {
             ids.windows(2).all(|w| w[0] < w[1]),
             "out of order or repeated: {ids:?}"
         );
-        assert_eq!(ids.len() as u64 + 1, tx.counters().messages_sent);
+        assert_eq!(ids.len() as u64 + 1, tx.stats().messages_sent);
         // Messages whose send was dropped after queueing were still delivered whole.
         assert!(
             cancelled.iter().any(|id| ids.contains(id)),

@@ -59,7 +59,7 @@ where
 async fn text_and_binary_roundtrip_at_every_length_form_both_ways() {
     let (mut client, mut server) = pair(Config::default());
     roundtrip_all_sizes(&mut client, &mut server).await;
-    let counters = client.counters();
+    let counters = client.stats();
     assert_eq!(counters.messages_sent, 2 * SIZES.len() as u64);
     assert_eq!(counters.messages_received, 2 * SIZES.len() as u64);
 }
@@ -379,7 +379,7 @@ async fn send_waits_when_the_peer_does_not_read_and_resumes_when_it_does() {
         assert!(id < 100, "send never became pending");
     }
     assert!(ws.buffered_amount() >= LIMIT, "{}", ws.buffered_amount());
-    let queued = ws.counters().messages_sent;
+    let queued = ws.stats().messages_sent;
     assert!(
         queued < u64::from(id),
         "every attempt was queued: nothing waited"
@@ -424,7 +424,7 @@ async fn send_that_waits_for_buffer_space_still_sends_its_message() {
             .is_err(),
         "the peer reads nothing, so the send cannot finish"
     );
-    assert_eq!(ws.counters().messages_sent, 1);
+    assert_eq!(ws.stats().messages_sent, 1);
     // This send has to wait for buffer space before it can queue its message.
     let small = Message::text("after the big one");
     let reader = async {
@@ -438,11 +438,7 @@ async fn send_that_waits_for_buffer_space_still_sends_its_message() {
             async {
                 let sent = ws.send(small).await;
                 // Returning Ok means the message was written.
-                assert_eq!(
-                    ws.counters().messages_sent,
-                    2,
-                    "send returned before queueing"
-                );
+                assert_eq!(ws.stats().messages_sent, 2, "send returned before queueing");
                 sent
             },
             reader,
@@ -521,4 +517,97 @@ async fn send_to_a_vanished_peer_is_an_io_error_and_the_stream_then_ends() {
             "{err}"
         );
     }
+}
+
+#[tokio::test]
+async fn single_frame_messages_are_handed_out_without_a_copy() {
+    // Two frames that arrive in one read are decoded in place: the second payload starts right
+    // after the first payload and the second header, in the same buffer.
+    for role in [Role::Client, Role::Server] {
+        let (mut ws, mut peer) = scripted(role, Config::default());
+        let mut wire = frame(true, 0, OP_BINARY, peer.key(), &[1; 100]);
+        let second = frame(true, 0, OP_BINARY, peer.key(), &[2; 100]);
+        let second_header = second.len() - 100;
+        wire.extend(second);
+        peer.write(&wire).await;
+        let Message::Binary(a) = within("recv", ws.recv()).await.unwrap().unwrap() else {
+            panic!("expected a binary message");
+        };
+        let Message::Binary(b) = within("recv", ws.recv()).await.unwrap().unwrap() else {
+            panic!("expected a binary message");
+        };
+        assert_eq!((&a[..], &b[..]), (&[1; 100][..], &[2; 100][..]));
+        assert_eq!(
+            b.as_ptr() as usize,
+            a.as_ptr() as usize + a.len() + second_header,
+            "payloads were copied out of the read buffer"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ping_flood_from_a_peer_that_does_not_read_leaves_bounded_replies_queued() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const PINGS: usize = 2000;
+    const LIMIT: usize = 8192;
+    let (a, b) = tokio::io::duplex(4096);
+    let config = Config::default().write_buffer_size(LIMIT);
+    let mut ws = WebSocket::from_raw_socket(a, Role::Server, config, BytesMut::new()).unwrap();
+    let (mut peer_rx, mut peer_tx) = tokio::io::split(b);
+    let writer = tokio::spawn(async move {
+        for i in 0..PINGS {
+            let key = [i as u8, 1, 2, 3];
+            peer_tx
+                .write_all(&frame(true, 0, OP_PING, Some(key), &[i as u8; 125]))
+                .await
+                .unwrap();
+        }
+        peer_tx
+    });
+    // The peer reads nothing: the library must stop reading rather than queue pongs without end.
+    let (mut pings, mut stalls) = (0, 0);
+    while stalls < 20 {
+        match tokio::time::timeout(Duration::from_millis(2), ws.recv()).await {
+            Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(_) => stalls += 1,
+        }
+        assert!(
+            ws.buffered_amount() <= LIMIT + 127,
+            "{} bytes of pongs queued",
+            ws.buffered_amount()
+        );
+    }
+    assert!(
+        pings < PINGS,
+        "all {pings} pings were read though no pong was"
+    );
+
+    // Once the peer reads, every ping gets its pong.
+    let reader = tokio::spawn(async move {
+        let mut bytes = Vec::new();
+        let mut buf = vec![0; 64 * 1024];
+        while bytes.len() < PINGS * 127 {
+            let n = peer_rx.read(&mut buf).await.unwrap();
+            assert!(n > 0, "stream ended early");
+            bytes.extend_from_slice(&buf[..n]);
+        }
+        parse_frames(&bytes)
+    });
+    within("the rest of the pings", async {
+        while pings < PINGS {
+            match ws.recv().await {
+                Some(Ok(Message::Ping(_))) => pings += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        ws.flush().await.unwrap();
+    })
+    .await;
+    let pongs = within("pongs", reader).await.unwrap();
+    assert_eq!(pongs.len(), PINGS);
+    for (i, f) in pongs.iter().enumerate() {
+        assert_eq!((f.opcode, &f.payload[..]), (OP_PONG, &[i as u8; 125][..]));
+    }
+    within("writer", writer).await.unwrap();
 }

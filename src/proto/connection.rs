@@ -59,9 +59,15 @@ pub enum Incoming {
     Control(Message),
 }
 
-/// Counters of what crossed the connection, in frames, messages and payload bytes.
+/// What crossed the connection: bytes on the wire, frames, messages and payload bytes, like a
+/// platform socket's bandwidth statistics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
+#[non_exhaustive]
+pub struct Stats {
+    /// Bytes written to the transport (headers, masks and payloads).
+    pub bytes_sent: u64,
+    /// Bytes read from the transport.
+    pub bytes_received: u64,
     /// Frames sent.
     pub frames_sent: u64,
     /// Frames received.
@@ -89,12 +95,18 @@ pub struct Connection {
     sending: Option<DataKind>,
     sent_close: bool,
     received_close: bool,
+    /// The runtime gave up on the peer (a timeout): nothing more is received or sent.
+    abandoned: bool,
     failure: Option<FailReason>,
     peer_close: Option<CloseFrame>,
     /// A close or failure decoded but not yet handed out: it waits until the reply it queued
     /// has left, so a caller that stops reading after it has not left the peer unanswered.
     undelivered: Option<Undelivered>,
-    counters: Counters,
+    counters: Stats,
+    /// Data frames sent or received (pieces of messages): what an idle timeout watches.
+    data_events: u64,
+    /// The payload of the last pong received, for the runtime to match against its pings.
+    last_pong: Option<Bytes>,
 }
 
 #[derive(Debug)]
@@ -148,10 +160,13 @@ impl Connection {
             sending: None,
             sent_close: false,
             received_close: false,
+            abandoned: false,
             failure: None,
             peer_close: None,
             undelivered: None,
-            counters: Counters::default(),
+            counters: Stats::default(),
+            data_events: 0,
+            last_pong: None,
         }
     }
 
@@ -165,7 +180,7 @@ impl Connection {
     /// The state, as a browser reports it.
     pub fn ready_state(&self) -> ReadyState {
         match (self.sent_close, self.received_close) {
-            _ if self.failure.is_some() => ReadyState::Closed,
+            _ if self.failure.is_some() || self.abandoned => ReadyState::Closed,
             (false, false) => ReadyState::Open,
             (true, true) => ReadyState::Closed,
             _ => ReadyState::Closing,
@@ -195,7 +210,7 @@ impl Connection {
     /// Whether nothing more will be received: the peer's close arrived or the connection failed.
     /// (A close or failure may still wait to be handed out: see [`has_undelivered`](Self::has_undelivered).)
     pub fn is_receive_done(&self) -> bool {
-        self.received_close || self.failure.is_some()
+        self.received_close || self.failure.is_some() || self.abandoned
     }
 
     /// Whether queued frames wait for the socket.
@@ -214,8 +229,25 @@ impl Connection {
     }
 
     /// What crossed the connection so far.
-    pub fn counters(&self) -> Counters {
-        Counters {
+    /// Adds bytes the runtime moved through the transport to the statistics.
+    pub fn record_wire(&mut self, received: usize, sent: usize) {
+        self.counters.bytes_received += received as u64;
+        self.counters.bytes_sent += sent as u64;
+    }
+
+    /// A counter that changes whenever data (not control frames) is sent or received.
+    pub fn data_events(&self) -> u64 {
+        self.data_events
+    }
+
+    /// The payload of the last pong received since the previous call.
+    pub fn take_pong(&mut self) -> Option<Bytes> {
+        self.last_pong.take()
+    }
+
+    /// What crossed the connection so far.
+    pub fn stats(&self) -> Stats {
+        Stats {
             frames_received: self.decoder.frames_decoded(),
             ..self.counters
         }
@@ -237,11 +269,14 @@ impl Connection {
     /// returned too. `Ok(None)` means more bytes are needed.
     pub fn receive_message(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, FailReason> {
         loop {
-            match self.receive(
-                buf,
-                Delivery::WholeFrames,
-                Some(self.config.max_message_size),
-            )? {
+            // The rest of a message whose start went to the stream API (a reader dropped
+            // mid-message) is discarded, never assembled: the stream limit bounds it.
+            let limit = if self.decoder.in_message() && !self.assembly.active {
+                self.config.max_stream_message_size
+            } else {
+                Some(self.config.max_message_size)
+            };
+            match self.receive(buf, Delivery::WholeFrames, limit)? {
                 None => return Ok(None),
                 Some(Incoming::Control(message)) => return Ok(Some(message)),
                 Some(Incoming::Data {
@@ -307,6 +342,7 @@ impl Connection {
                 end,
             } => {
                 self.counters.payload_bytes_received += data.len() as u64;
+                self.data_events += 1;
                 if end {
                     self.counters.messages_received += 1;
                 }
@@ -338,7 +374,10 @@ impl Connection {
                 }
                 Some(Message::Ping(payload))
             }
-            OpCode::Pong => Some(Message::Pong(payload)),
+            OpCode::Pong => {
+                self.last_pong = Some(payload.clone());
+                Some(Message::Pong(payload))
+            }
             _ => {
                 match CloseFrame::parse(payload) {
                     Ok(frame) => {
@@ -374,6 +413,16 @@ impl Connection {
         self.undelivered = Some(Undelivered::Failure(reason));
     }
 
+    /// Gives up on the peer for a reason of the runtime's (a timeout): queues `frame` as the
+    /// close (unless one was sent) and stops receiving and sending. Nothing is handed out: the
+    /// runtime reports its own error.
+    pub fn fail_locally(&mut self, frame: CloseFrame) {
+        if !self.sent_close && self.failure.is_none() {
+            self.queue_close(Some(&frame));
+        }
+        self.abandoned = true;
+    }
+
     /// Whether a close or failure waits to be handed out (after the transmit queue drains).
     pub fn has_undelivered(&self) -> bool {
         self.undelivered.is_some()
@@ -399,29 +448,8 @@ impl Connection {
             return Err(UsageError::MessageInProgress.into());
         }
         self.counters.messages_sent += 1;
+        self.data_events += 1;
         self.queue_frame(true, data_opcode(kind), payload);
-        Ok(())
-    }
-
-    /// Queues one frame of a data message sent in pieces: the first call starts the message, the
-    /// one with `fin` set ends it.
-    pub fn send_fragment(
-        &mut self,
-        kind: DataKind,
-        payload: Bytes,
-        fin: bool,
-    ) -> Result<(), Error> {
-        self.check_can_send()?;
-        let opcode = match self.sending {
-            Some(current) if current == kind => OpCode::Continuation,
-            Some(_) => return Err(UsageError::MessageInProgress.into()),
-            None => data_opcode(kind),
-        };
-        self.sending = if fin { None } else { Some(kind) };
-        if fin {
-            self.counters.messages_sent += 1;
-        }
-        self.queue_frame(fin, opcode, payload);
         Ok(())
     }
 
@@ -441,6 +469,7 @@ impl Connection {
         }
         self.counters.frames_sent += 1;
         self.counters.payload_bytes_sent += payload_len as u64;
+        self.data_events += 1;
     }
 
     /// Queues the frame `builder` holds as the next fragment of a `kind` message.
@@ -516,6 +545,7 @@ impl Connection {
         match self.decoder.consume_direct(data) {
             Ok(chunk) => {
                 self.counters.payload_bytes_received += data.len() as u64;
+                self.data_events += 1;
                 if chunk.end {
                     self.counters.messages_received += 1;
                 }
@@ -558,7 +588,7 @@ impl Connection {
     }
 
     fn check_can_send(&self) -> Result<(), Error> {
-        if self.sent_close || self.failure.is_some() {
+        if self.sent_close || self.failure.is_some() || self.abandoned {
             return Err(Error::Closed);
         }
         Ok(())

@@ -3,17 +3,21 @@
 //! Every method is a `poll_*` that keeps all its progress in the struct, which is what makes the
 //! public async methods built on it cancel-safe.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
+use tokio::sync::oneshot;
+use tokio::time::{Instant, Sleep};
 
 use crate::config::Config;
 use crate::error::{Error, Timeout};
+use crate::proto::close::{CloseCode, CloseFrame};
 use crate::proto::connection::Connection;
 use crate::proto::decoder::{DataKind, Delivery, DirectChunk};
 use crate::proto::encoder::MAX_IO_SLICES;
@@ -39,6 +43,36 @@ pub(crate) struct Driver<S> {
     write_failed: bool,
     /// The closing sequence finished and the end was reported.
     finished: bool,
+    /// The subprotocol the handshake agreed on.
+    pub(crate) protocol: Option<String>,
+    /// The extensions the handshake agreed on (header value; empty for none).
+    pub(crate) extensions: String,
+    /// Pings sent with [`WebSocket::ping`](crate::WebSocket::ping), oldest first.
+    pings: VecDeque<PendingPing>,
+    /// Keepalive and idle watch, when configured.
+    watch: Option<Box<Watch>>,
+}
+
+#[derive(Debug)]
+struct PendingPing {
+    payload: Bytes,
+    sent: Instant,
+    reply: oneshot::Sender<Duration>,
+}
+
+/// Timers that watch the peer: keepalive pings and the idle timeout. One timer serves both;
+/// it is re-armed lazily (when it fires), so activity costs nothing on the hot path.
+#[derive(Debug)]
+struct Watch {
+    timer: Pin<Box<Sleep>>,
+    /// Frames received when the keepalive phase began.
+    frames_seen: u64,
+    /// Data events when the idle period began, and when it began.
+    data_seen: u64,
+    idle_since: Instant,
+    /// A keepalive ping is out; the deadline for any frame from the peer.
+    pong_deadline: Option<Instant>,
+    last_heard: Instant,
 }
 
 /// What a decode step hands the driver.
@@ -55,7 +89,44 @@ impl<S> Driver<S> {
             read_done: false,
             write_failed: false,
             finished: false,
+            protocol: None,
+            extensions: String::new(),
+            pings: VecDeque::new(),
+            watch: None,
         }
+        .with_watch()
+    }
+
+    fn with_watch(mut self) -> Self {
+        if self.config.get_ping_interval().is_some() || self.config.get_idle_timeout().is_some() {
+            let now = Instant::now();
+            let mut watch = Box::new(Watch {
+                timer: Box::pin(tokio::time::sleep_until(now)),
+                frames_seen: 0,
+                data_seen: 0,
+                idle_since: now,
+                pong_deadline: None,
+                last_heard: now,
+            });
+            let next = self.next_watch_deadline(&watch);
+            watch.timer.as_mut().reset(next);
+            self.watch = Some(watch);
+        }
+        self
+    }
+
+    fn next_watch_deadline(&self, watch: &Watch) -> Instant {
+        let far = Instant::now() + Duration::from_secs(86_400);
+        let keepalive = match (watch.pong_deadline, self.config.get_ping_interval()) {
+            (Some(deadline), _) => deadline,
+            (None, Some(interval)) => watch.last_heard + interval,
+            (None, None) => far,
+        };
+        let idle = self
+            .config
+            .get_idle_timeout()
+            .map_or(far, |t| watch.idle_since + t);
+        keepalive.min(idle)
     }
 
     fn arm_close_timer(&mut self) {
@@ -118,6 +189,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.conn.transmit().advance(written);
+            self.conn.record_wire(0, written);
         }
         Pin::new(&mut self.io).poll_flush(cx)
     }
@@ -182,6 +254,85 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         }
     }
 
+    /// Sends a ping whose pong resolves the returned receiver with the round-trip time.
+    pub(crate) fn send_tracked_ping(
+        &mut self,
+        payload: Bytes,
+    ) -> Result<oneshot::Receiver<Duration>, Error> {
+        self.conn
+            .send_message(crate::Message::Ping(payload.clone()))?;
+        let (reply, receiver) = oneshot::channel();
+        self.pings.retain(|p| !p.reply.is_closed());
+        self.pings.push_back(PendingPing {
+            payload,
+            sent: Instant::now(),
+            reply,
+        });
+        Ok(receiver)
+    }
+
+    /// Matches a received pong against the pings sent. A pong answers the ping with the same
+    /// payload and, as a peer may answer only the latest of several pings (RFC 6455 §5.5.3),
+    /// every ping sent before it.
+    fn resolve_pings(&mut self) {
+        let Some(pong) = self.conn.take_pong() else {
+            return;
+        };
+        let Some(at) = self.pings.iter().position(|p| p.payload == pong) else {
+            return;
+        };
+        let now = Instant::now();
+        for ping in self.pings.drain(..=at) {
+            let _ = ping.reply.send(now - ping.sent);
+        }
+    }
+
+    /// Checks keepalive and idle deadlines; returns the timeout that fails the connection.
+    fn poll_watch(&mut self, cx: &mut Context<'_>) -> Option<Timeout> {
+        let mut watch = self.watch.take()?;
+        let result = loop {
+            if watch.timer.as_mut().poll(cx).is_pending() {
+                break None;
+            }
+            let now = Instant::now();
+            let stats = self.conn.stats();
+            if stats.frames_received != watch.frames_seen {
+                watch.frames_seen = stats.frames_received;
+                watch.last_heard = now;
+                watch.pong_deadline = None;
+            }
+            if self.conn.data_events() != watch.data_seen {
+                watch.data_seen = self.conn.data_events();
+                watch.idle_since = now;
+            }
+            let timed_out = match watch.pong_deadline {
+                Some(deadline) if now >= deadline => Some(Timeout::Pong),
+                _ => self
+                    .config
+                    .get_idle_timeout()
+                    .filter(|t| now >= watch.idle_since + *t)
+                    .map(|_| Timeout::Idle),
+            };
+            if let Some(timeout) = timed_out {
+                self.conn
+                    .fail_locally(CloseFrame::new(CloseCode::GOING_AWAY, ""));
+                let _ = self.poll_flush(cx);
+                break Some(timeout);
+            }
+            if let (None, Some(interval)) = (watch.pong_deadline, self.config.get_ping_interval()) {
+                if now >= watch.last_heard + interval && !self.conn.sent_close() {
+                    let _ = self.conn.send_message(crate::Message::Ping(Bytes::new()));
+                    let _ = self.poll_flush(cx);
+                    watch.pong_deadline = Some(now + self.config.get_pong_timeout());
+                }
+            }
+            let next = self.next_watch_deadline(&watch);
+            watch.timer.as_mut().reset(next);
+        };
+        self.watch = Some(watch);
+        result
+    }
+
     /// Reads and decodes until `decode` yields an item, the connection ends (`None`), or an error.
     /// `delivery` sizes the reads: whole frames make room for the frame in hand, chunks never
     /// need more than one read's worth.
@@ -198,7 +349,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             if let Err(e) = ready!(self.poll_replies(cx)) {
                 return Poll::Ready(Some(Err(e)));
             }
-            match decode(&mut self.conn, &mut self.read_buf) {
+            let decoded = decode(&mut self.conn, &mut self.read_buf);
+            if !self.pings.is_empty() {
+                self.resolve_pings();
+            }
+            match decoded {
                 Ok(Some(item)) => {
                     self.release_idle_read_buffer();
                     // A ping's pong is queued with it: start writing it now, as the caller may
@@ -220,6 +375,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             if self.close_timer_expired(cx) {
                 self.finished = true;
                 return Poll::Ready(Some(Err(Error::Timeout(Timeout::Close))));
+            }
+            if self.watch.is_some() {
+                if let Some(timeout) = self.poll_watch(cx) {
+                    self.finished = true;
+                    return Poll::Ready(Some(Err(Error::Timeout(timeout))));
+                }
             }
             if self.read_done {
                 self.finished = true;
@@ -280,7 +441,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             Delivery::Chunks => min.max(STREAM_READ),
         };
         self.read_buf.reserve(extra);
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read_buf)
+        let result = tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read_buf);
+        if let Poll::Ready(Ok(n)) = result {
+            self.conn.record_wire(n, 0);
+        }
+        result
     }
 
     /// Gives a large read buffer back once it is empty, so an idle connection holds little.
@@ -328,6 +493,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             self.read_done = true;
             return Poll::Ready(Ok(None));
         }
+        self.conn.record_wire(n, 0);
         Poll::Ready(Ok(self
             .conn
             .consume_direct(&mut dst[..n])
@@ -360,6 +526,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 return Poll::Ready(Err(Error::Io(e)));
             }
         };
+        self.conn.record_wire(0, written);
         let mut unwritten = BytesMut::new();
         if written < head_len {
             unwritten.extend_from_slice(&head[written..head_len]);

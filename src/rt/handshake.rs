@@ -73,7 +73,8 @@ where
         }
     };
     buf.advance(parsed.head_len);
-    let ws = WebSocket::from_raw_socket(io, Role::Client, config, buf)?;
+    let mut ws = WebSocket::from_raw_socket(io, Role::Client, config, buf)?;
+    ws.driver.protocol = parsed.subprotocol().map(str::to_owned);
     Ok((ws, parsed.response))
 }
 
@@ -179,7 +180,8 @@ where
         .await
         .map_err(|_elapsed| handshake_timeout())??;
     buf.advance(head_len);
-    let ws = WebSocket::from_raw_socket(io, Role::Server, config, buf)?;
+    let mut ws = WebSocket::from_raw_socket(io, Role::Server, config, buf)?;
+    ws.driver.protocol = accept.protocol;
     Ok((ws, request))
 }
 

@@ -13,7 +13,7 @@ use super::driver::Driver;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::proto::close::{CloseCode, CloseFrame};
-use crate::proto::connection::{Connection, Counters, ReadyState};
+use crate::proto::connection::{Connection, ReadyState, Stats};
 use crate::proto::decoder::Delivery;
 use crate::proto::error::FailReason;
 use crate::proto::message::{Message, Utf8Bytes};
@@ -87,9 +87,20 @@ impl<S> WebSocket<S> {
         self.driver.conn.buffered_amount()
     }
 
-    /// Frames, messages and payload bytes sent and received so far.
-    pub fn counters(&self) -> Counters {
-        self.driver.conn.counters()
+    /// Bytes on the wire, frames, messages and payload bytes sent and received so far.
+    pub fn stats(&self) -> Stats {
+        self.driver.conn.stats()
+    }
+
+    /// The subprotocol the opening handshake agreed on (`Sec-WebSocket-Protocol`), if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.driver.protocol.as_deref()
+    }
+
+    /// The extensions the opening handshake agreed on (`Sec-WebSocket-Extensions`), as the
+    /// header's value; empty when none were (wsio does not negotiate any yet).
+    pub fn extensions(&self) -> &str {
+        &self.driver.extensions
     }
 
     /// Which side of the connection this is.
@@ -167,6 +178,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
+    /// Sends a ping and returns a [`Pong`]: a future of the round-trip time, resolved when the
+    /// matching pong arrives. The pong is seen by whoever receives from the connection, so keep
+    /// receiving (`recv` in a `select!` beside the `Pong`, or the read half in another task).
+    /// At most 125 bytes of payload; a pong with the same payload (or a later ping's: a peer may
+    /// answer only the latest) resolves it.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut ws: wsio::WebSocket<tokio::net::TcpStream>) -> wsio::Result<()> {
+    /// let mut pong = ws.ping("rtt").await?;
+    /// loop {
+    ///     tokio::select! {
+    ///         rtt = &mut pong => { println!("round trip: {:?}", rtt?); break; }
+    ///         message = ws.recv() => { let Some(message) = message else { break }; message?; }
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// As [`send`](Self::send): the ping is sent whole or not at all.
+    pub async fn ping(&mut self, payload: impl Into<Bytes>) -> Result<Pong> {
+        let mut payload = Some(payload.into());
+        let mut pong = None;
+        poll_fn(|cx| {
+            if let Some(p) = payload.take() {
+                if let Err(e) = ready!(self.driver.poll_ready(cx)) {
+                    return Poll::Ready(Err(e));
+                }
+                pong = Some(self.driver.send_tracked_ping(p)?);
+            }
+            self.driver.poll_flush(cx)
+        })
+        .await?;
+        Ok(Pong(pong.expect("set before the flush")))
+    }
+
     /// Sends a text message. See [`send`](Self::send).
     ///
     /// # Cancel safety
@@ -232,6 +279,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
         })
         .await
+    }
+}
+
+/// The round-trip time of a ping, from [`WebSocket::ping`]: resolves when the pong arrives,
+/// with an error of kind `Closed` if the connection ends first.
+#[derive(Debug)]
+#[must_use = "a Pong does nothing unless awaited"]
+pub struct Pong(pub(crate) tokio::sync::oneshot::Receiver<std::time::Duration>);
+
+impl std::future::Future for Pong {
+    type Output = Result<std::time::Duration>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.map_err(|_| Error::Closed))
     }
 }
 

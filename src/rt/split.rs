@@ -230,6 +230,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WriteHalf<S> {
         .await
     }
 
+    /// Sends a ping; the returned [`Pong`](crate::Pong) resolves with the round-trip time when
+    /// the read half receives the matching pong. See [`WebSocket::ping`].
+    ///
+    /// # Cancel safety
+    /// As [`WebSocket::send`].
+    pub async fn ping(&mut self, payload: impl Into<Bytes>) -> Result<crate::Pong> {
+        let mut payload = Some(payload.into());
+        let mut pong = None;
+        poll_fn(|cx| {
+            self.shared.poll_with(cx, false, |d, cx| {
+                if let Some(p) = payload.take() {
+                    if let Err(e) = ready!(d.poll_ready(cx)) {
+                        return Poll::Ready(Err(e));
+                    }
+                    pong = Some(d.send_tracked_ping(p)?);
+                }
+                d.poll_flush(cx)
+            })
+        })
+        .await?;
+        Ok(crate::Pong(pong.expect("set before the flush")))
+    }
+
     /// Sends a text message; see [`WebSocket::send`].
     ///
     /// # Cancel safety

@@ -23,7 +23,7 @@ use crate::proto::Role;
 
 /// Below this much room in the caller's buffer, payload is read through the connection's own
 /// buffer: many tiny reads from the socket would cost more than the copy they save.
-const DIRECT_READ_MIN: usize = 4 * 1024;
+const DIRECT_READ_MIN: usize = 64 * 1024;
 
 /// From this size on, a server writes the caller's bytes straight to the transport.
 const DIRECT_WRITE_MIN: usize = 16 * 1024;
@@ -258,15 +258,19 @@ impl WriteState {
                 .poll_write_direct(cx, self.kind, self.frame_fin(), &data[..len])
                 .map_err(Into::into);
         }
-        let n = self.builder.append(data);
         if let Some(utf8) = &mut self.utf8 {
-            if utf8.feed(&data[..n]).is_err() {
+            // Check before taking: a refused write must leave nothing behind to be sent.
+            let take = data.len().min(self.builder.capacity() - self.builder.len());
+            let mut checked = utf8.clone();
+            if checked.feed(&data[..take]).is_err() {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     "text is not valid UTF-8",
                 )));
             }
+            *utf8 = checked;
         }
+        let n = self.builder.append(data);
         if self.builder.is_full() {
             self.cut(&mut driver.conn)?;
             // Start writing now; what does not fit waits for the next call's backpressure.

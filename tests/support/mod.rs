@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod stream;
+
 use std::future::Future;
 use std::io;
 use std::pin::Pin;

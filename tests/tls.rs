@@ -1,0 +1,370 @@
+//! `wss://` over real loopback TCP and real rustls, with certificates made by rcgen: a good chain
+//! connects and reports its TLS parameters; an unknown CA, a wrong host name and an expired
+//! certificate each fail with `ErrorKind::Tls`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::LOCATION;
+use http::{HeaderValue, StatusCode};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use wsio::error::{HandshakeError, Timeout};
+use wsio::server::{Acceptor, Reject};
+use wsio::tls::rustls::{self, CertificateError, ProtocolVersion, RootCertStore};
+use wsio::tls::{CertificateDer, PrivateKeyDer, TlsAcceptor, TlsError};
+use wsio::{ClientBuilder, Config, Error, ErrorKind, MaybeTlsStream, Message, TransportInfo};
+
+/// A test certificate authority.
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+/// A server certificate chain and its key, in DER and PEM.
+struct Leaf {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    chain_pem: String,
+    key_pem: String,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.distinguished_name.push(DnType::CommonName, name);
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        Ca { issuer }
+    }
+
+    fn der(&self) -> CertificateDer<'static> {
+        self.issuer.der().clone()
+    }
+
+    fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A server certificate for `names`, valid over `validity` (rcgen's default: 1975–4096).
+    fn leaf(&self, names: &[&str], validity: Option<(i32, i32)>) -> Leaf {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        if let Some((from, to)) = validity {
+            params.not_before = rcgen::date_time_ymd(from, 1, 1);
+            params.not_after = rcgen::date_time_ymd(to, 1, 1);
+        }
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            chain: vec![cert.der().clone(), self.der()],
+            key: PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            chain_pem: format!("{}{}", cert.pem(), self.pem()),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+type Served = wsio::Result<(
+    wsio::WebSocket<wsio::tls::tokio_rustls::server::TlsStream<TcpStream>>,
+    http::Request<()>,
+)>;
+
+/// A TLS WebSocket server on loopback that echoes one message per connection. Each connection's
+/// accept outcome (the server-side TLS info, or the error) goes to the receiver.
+async fn serve(
+    tls: TlsAcceptor,
+    acceptor: Acceptor,
+) -> (u16, mpsc::UnboundedReceiver<wsio::Result<ServerSaw>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (tls, acceptor, tx) = (tls.clone(), acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let served: Served = acceptor.accept_tls(&tls, tcp).await;
+                match served {
+                    Ok((mut ws, _)) => {
+                        let _ = tx.send(Ok(ServerSaw {
+                            version: ws.tls_protocol_version(),
+                            alpn: ws.tls_alpn_protocol().map(<[u8]>::to_vec),
+                            client_certificates: ws.tls_peer_certificates().map(<[_]>::len),
+                            cipher_suite: ws.tls_cipher_suite().is_some(),
+                            peer: ws.peer_addr().unwrap(),
+                        }));
+                        if let Some(Ok(message)) = ws.recv().await {
+                            let _ = ws.send(message).await;
+                        }
+                        while ws.recv().await.is_some() {}
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+/// What the server saw of an accepted connection.
+#[derive(Debug)]
+struct ServerSaw {
+    version: Option<ProtocolVersion>,
+    alpn: Option<Vec<u8>>,
+    client_certificates: Option<usize>,
+    cipher_suite: bool,
+    peer: std::net::SocketAddr,
+}
+
+fn trusting(ca: &Ca) -> Arc<rustls::ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.der()).unwrap();
+    wsio::tls::client_config(roots).unwrap()
+}
+
+async fn echo(ws: &mut wsio::WebSocket<MaybeTlsStream>) {
+    ws.send_text("over TLS").await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("over TLS"));
+}
+
+/// The certificate error behind a failed connect.
+fn certificate_error(error: &Error) -> CertificateError {
+    assert_eq!(error.kind(), ErrorKind::Tls, "{error:?}");
+    match error {
+        Error::Tls(tls) => tls
+            .certificate_error()
+            .unwrap_or_else(|| panic!("not a certificate error: {tls:?}"))
+            .clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_good_chain_connects_and_reports_its_tls_parameters() {
+    let ca = Ca::new("wsio test CA");
+    let leaf = ca.leaf(&["localhost"], None);
+    let tls = wsio::tls::acceptor(leaf.chain.clone(), leaf.key.clone_key()).unwrap();
+    let (port, mut saw) = serve(tls, Acceptor::new()).await;
+
+    let (mut ws, response) = ClientBuilder::new()
+        .tls_config(trusting(&ca))
+        .connect(format!("wss://localhost:{port}/secure"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    assert!(ws.get_ref().is_tls());
+    assert!(matches!(ws.get_ref(), MaybeTlsStream::Rustls(_)));
+    assert_eq!(ws.tls_protocol_version(), Some(ProtocolVersion::TLSv1_3));
+    let suite = ws.tls_cipher_suite().unwrap();
+    assert_eq!(suite.version().version, ProtocolVersion::TLSv1_3);
+    assert_eq!(ws.tls_alpn_protocol(), Some(&b"http/1.1"[..]));
+    let certificates = ws.tls_peer_certificates().unwrap();
+    assert_eq!(certificates, &leaf.chain[..]);
+    assert_eq!(ws.peer_addr().unwrap().port(), port);
+    assert!(ws.peer_addr().unwrap().ip().is_loopback());
+    echo(&mut ws).await;
+
+    let server = saw.recv().await.unwrap().unwrap();
+    assert_eq!(server.version, Some(ProtocolVersion::TLSv1_3));
+    assert_eq!(server.alpn.as_deref(), Some(&b"http/1.1"[..]));
+    assert_eq!(server.client_certificates, None);
+    assert!(server.cipher_suite);
+    assert_eq!(server.peer, ws.local_addr().unwrap());
+}
+
+#[tokio::test]
+async fn an_added_root_certificate_is_trusted() {
+    let ca = Ca::new("wsio added root");
+    let leaf = ca.leaf(&["localhost", "127.0.0.1"], None);
+    let tls =
+        wsio::tls::acceptor_from_pem(leaf.chain_pem.as_bytes(), leaf.key_pem.as_bytes()).unwrap();
+    let (port, _saw) = serve(tls, Acceptor::new()).await;
+    let builder = ClientBuilder::new().add_root_certificate(ca.der());
+    for host in ["localhost", "127.0.0.1"] {
+        let (mut ws, _) = builder
+            .connect(format!("wss://{host}:{port}/"))
+            .await
+            .unwrap_or_else(|e| panic!("{host}: {e}"));
+        echo(&mut ws).await;
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_ca_fails_with_a_tls_error_on_both_sides() {
+    let ca = Ca::new("wsio private CA");
+    let leaf = ca.leaf(&["localhost"], None);
+    let tls = wsio::tls::acceptor(leaf.chain, leaf.key).unwrap();
+    let (port, mut saw) = serve(tls, Acceptor::new()).await;
+
+    // The default roots (Mozilla's) do not know the test CA.
+    let error = wsio::connect(format!("wss://localhost:{port}/"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(certificate_error(&error), CertificateError::UnknownIssuer);
+    assert!(error.to_string().contains("UnknownIssuer"), "{error}");
+    // The client's alert reaches the server as a TLS error too.
+    let server_error = saw.recv().await.unwrap().err().unwrap();
+    assert_eq!(server_error.kind(), ErrorKind::Tls, "{server_error:?}");
+
+    // A user config overrides everything, added roots included.
+    let other = Ca::new("another CA");
+    let error = ClientBuilder::new()
+        .add_root_certificate(ca.der())
+        .tls_config(trusting(&other))
+        .connect(format!("wss://localhost:{port}/"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(certificate_error(&error), CertificateError::UnknownIssuer);
+}
+
+#[tokio::test]
+async fn a_wrong_host_name_fails_with_a_tls_error() {
+    let ca = Ca::new("wsio test CA");
+    let leaf = ca.leaf(&["server.example"], None);
+    let tls = wsio::tls::acceptor(leaf.chain, leaf.key).unwrap();
+    let (port, _saw) = serve(tls, Acceptor::new()).await;
+    for host in ["localhost", "127.0.0.1"] {
+        let error = ClientBuilder::new()
+            .tls_config(trusting(&ca))
+            .connect(format!("wss://{host}:{port}/"))
+            .await
+            .err()
+            .unwrap();
+        let reason = certificate_error(&error);
+        assert!(
+            matches!(
+                reason,
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+            ),
+            "{host}: {reason:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_expired_certificate_fails_with_a_tls_error() {
+    let ca = Ca::new("wsio test CA");
+    let leaf = ca.leaf(&["localhost"], Some((2000, 2001)));
+    let tls = wsio::tls::acceptor(leaf.chain, leaf.key).unwrap();
+    let (port, _saw) = serve(tls, Acceptor::new()).await;
+    let error = ClientBuilder::new()
+        .tls_config(trusting(&ca))
+        .connect(format!("wss://localhost:{port}/"))
+        .await
+        .err()
+        .unwrap();
+    let reason = certificate_error(&error);
+    assert!(
+        matches!(
+            reason,
+            CertificateError::Expired | CertificateError::ExpiredContext { .. }
+        ),
+        "{reason:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_from_wss_to_ws_is_refused() {
+    let ca = Ca::new("wsio test CA");
+    let leaf = ca.leaf(&["localhost"], None);
+    let tls = wsio::tls::acceptor(leaf.chain, leaf.key).unwrap();
+    let acceptor = Acceptor::new().on_request(|_| {
+        Err(Reject::new(StatusCode::MOVED_PERMANENTLY)
+            .header(LOCATION, HeaderValue::from_static("ws://localhost:1/plain")))
+    });
+    let (port, _saw) = serve(tls, acceptor).await;
+    let error = ClientBuilder::new()
+        .tls_config(trusting(&ca))
+        .max_redirects(5)
+        .connect(format!("wss://localhost:{port}/"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(error.kind(), ErrorKind::Handshake);
+    match &error {
+        Error::Handshake(e) => match &**e {
+            HandshakeError::InvalidRedirect { reason, .. } => {
+                assert!(reason.contains("downgrade"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_never_starts_tls_is_cut_off() {
+    let ca = Ca::new("wsio test CA");
+    let leaf = ca.leaf(&["localhost"], None);
+    let tls = wsio::tls::acceptor(leaf.chain, leaf.key).unwrap();
+    let acceptor =
+        Acceptor::new().config(Config::default().handshake_timeout(Duration::from_millis(300)));
+    let (port, mut saw) = serve(tls, acceptor).await;
+    let _silent = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let error = tokio::time::timeout(Duration::from_secs(5), saw.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .err()
+        .unwrap();
+    assert!(
+        matches!(error, Error::Timeout(Timeout::Handshake)),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn unusable_certificates_and_keys_are_tls_errors() {
+    let error = ClientBuilder::new()
+        .add_root_certificate(CertificateDer::from(vec![1, 2, 3]))
+        .connect("wss://localhost:1/")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(error.kind(), ErrorKind::Tls, "{error:?}");
+
+    let ca = Ca::new("wsio test CA");
+    let leaf = ca.leaf(&["localhost"], None);
+    let other = ca.leaf(&["localhost"], None);
+    // A key that does not belong to the certificate.
+    let error = wsio::tls::acceptor(leaf.chain, other.key).err().unwrap();
+    assert_eq!(error.kind(), ErrorKind::Tls, "{error:?}");
+    let error = wsio::tls::acceptor_from_pem(leaf.chain_pem.as_bytes(), b"no key here")
+        .err()
+        .unwrap();
+    assert!(matches!(&error, Error::Tls(e) if matches!(**e, TlsError::Pem(_))));
+}
+
+#[tokio::test]
+async fn a_stream_accepted_by_hand_works_with_the_generic_accept() {
+    let ca = Ca::new("wsio test CA");
+    let leaf = ca.leaf(&["localhost"], None);
+    let tls = wsio::tls::acceptor(leaf.chain, leaf.key).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let stream = tls.accept(tcp).await.unwrap();
+        assert!(stream.tls_protocol_version().is_some());
+        let mut ws = wsio::accept(stream).await.unwrap();
+        let message = ws.recv().await.unwrap().unwrap();
+        ws.send(message).await.unwrap();
+    });
+    let (mut ws, _) = ClientBuilder::new()
+        .tls_config(trusting(&ca))
+        .connect(format!("wss://localhost:{port}/"))
+        .await
+        .unwrap();
+    echo(&mut ws).await;
+    server.await.unwrap();
+}
