@@ -1,6 +1,79 @@
 //! # wsio
 //!
-//! RFC 6455 WebSockets for tokio.
+//! RFC 6455 WebSockets for tokio, with two ways to use one connection:
+//!
+//! - the **message API**: [`WebSocket`] sends and receives whole text and binary messages
+//!   ([`send`](WebSocket::send), [`recv`](WebSocket::recv), or as a `futures` `Stream` + `Sink`),
+//!   answers pings and completes the closing handshake by itself, and splits into halves for two
+//!   tasks ([`WebSocket::into_split`]);
+//! - the **stream API**: [`MessageWriter`] and [`MessageReader`] are `AsyncWrite`/`AsyncRead`
+//!   over one message of any size, sent as fragments and never assembled in memory, and
+//!   [`ByteStream`] is the whole connection as `AsyncRead + AsyncWrite`, to run TLS, HTTP, a codec
+//!   or a tunnel over a WebSocket.
+//!
+//! Clients connect with [`connect`] (or a [`ClientBuilder`], `ws://` and `wss://`); servers
+//! upgrade accepted streams with [`accept`] (or an [`Acceptor`]). Any
+//! `AsyncRead + AsyncWrite + Unpin` transport works, as [`connect_on`] shows below over an
+//! in-memory pipe.
+//!
+//! ## Messages
+//!
+//! ```
+//! use wsio::Message;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> wsio::Result<()> {
+//! let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+//! let server = tokio::spawn(async move {
+//!     let mut ws = wsio::accept(server_io).await?;
+//!     while let Some(message) = ws.recv().await {
+//!         let message = message?;
+//!         if message.is_data() {
+//!             ws.send(message).await?; // echo
+//!         }
+//!     }
+//!     Ok::<_, wsio::Error>(ws.close_code())
+//! });
+//!
+//! let (mut ws, response) = wsio::connect_on(client_io, "ws://example.com/echo").await?;
+//! assert_eq!(response.status(), 101);
+//! ws.send(Message::text("hello")).await?;
+//! assert_eq!(ws.recv().await.unwrap()?, Message::text("hello"));
+//! ws.close(wsio::CloseCode::NORMAL, "done").await?;
+//! assert_eq!(server.await.unwrap()?, Some(wsio::CloseCode::NORMAL));
+//! # Ok(()) }
+//! ```
+//!
+//! ## Streams
+//!
+//! ```
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> wsio::Result<()> {
+//! let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+//! let server = tokio::spawn(async move {
+//!     let mut ws = wsio::accept(server_io).await?;
+//!     let mut reader = ws.recv_stream().await.expect("a message")?;
+//!     let mut received = Vec::new();
+//!     reader.read_to_end(&mut received).await?; // EOF at the message's last frame
+//!     Ok::<_, wsio::Error>(received.len())
+//! });
+//!
+//! let (mut ws, _) = wsio::connect_on(client_io, "ws://example.com/upload").await?;
+//! let mut writer = ws.send_stream(wsio::DataKind::Binary);
+//! let payload = vec![7u8; 1 << 20]; // any size: it leaves in fragments
+//! writer.write_all(&payload).await?;
+//! writer.shutdown().await?; // the final frame
+//! assert_eq!(server.await.unwrap()?, 1 << 20);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Layout
+//!
+//! [`proto`] and [`handshake`] are the sans-io core: frames and handshakes as plain functions
+//! and state machines, with no I/O, no tokio and no clock. The tokio glue around them is private;
+//! [`client`], [`server`], [`tls`] and [`transport`] are the public entry points.
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod client;
