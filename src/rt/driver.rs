@@ -154,6 +154,12 @@ impl<S> Driver<S> {
         Ok(())
     }
 
+    /// Marks the end: nothing more is received, and pings still waiting for a pong fail.
+    fn finish(&mut self) {
+        self.finished = true;
+        self.pings.clear();
+    }
+
     /// Whether the stream of events has ended.
     pub(crate) fn is_finished(&self) -> bool {
         self.finished
@@ -174,24 +180,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     }
 
     fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let vectored = self.io.is_write_vectored();
         while self.conn.wants_write() {
-            let transmit = self.conn.transmit();
-            transmit.prepare();
-            let written = if vectored {
-                let mut slices = [IoSlice::new(&[]); MAX_IO_SLICES];
-                let n = transmit.io_slices(&mut slices);
-                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]))?
-            } else {
-                ready!(Pin::new(&mut self.io).poll_write(cx, transmit.first_chunk()))?
-            };
-            if written == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.conn.transmit().advance(written);
-            self.conn.record_wire(0, written);
+            ready!(self.poll_write_once(cx))?;
         }
         Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    /// One write of what is queued (as much as one vectored write takes).
+    fn poll_write_once(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let transmit = self.conn.transmit();
+        transmit.prepare();
+        let written = if self.io.is_write_vectored() {
+            let mut slices = [IoSlice::new(&[]); MAX_IO_SLICES];
+            let n = transmit.io_slices(&mut slices);
+            ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]))?
+        } else {
+            ready!(Pin::new(&mut self.io).poll_write(cx, transmit.first_chunk()))?
+        };
+        if written == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        self.conn.transmit().advance(written);
+        self.conn.record_wire(0, written);
+        Poll::Ready(Ok(()))
     }
 
     /// Waits until the transmit queue is below the write buffer size, so one more message may be
@@ -201,11 +212,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             return Poll::Ready(Err(Error::Closed));
         }
         while self.conn.buffered_amount() >= self.config.get_write_buffer_size() {
-            // Writing one slice-full at a time keeps this from blocking on more than needed.
+            // One write at a time: room for the next message is all that is needed, so a sender
+            // can queue while earlier bytes are still draining.
             if self.write_failed {
                 return Poll::Ready(Err(Error::Closed));
             }
-            if let Err(e) = ready!(self.poll_flush_inner(cx)) {
+            if let Err(e) = ready!(self.poll_write_once(cx)) {
                 self.write_failed = true;
                 return Poll::Ready(Err(Error::Io(e)));
             }
@@ -218,7 +230,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// written, and a peer that does not read our pongs is not read from either, so its pings
     /// cannot pile up replies here.
     fn poll_replies(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if !self.conn.wants_write() || self.write_failed {
+        if self.write_failed {
+            // Nothing queued can leave any more; dropping it lets a close or failure the core
+            // holds back until its reply is written be handed out.
+            if self.conn.wants_write() {
+                self.conn.transmit().clear();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        if !self.conn.wants_write() {
             return Poll::Ready(Ok(()));
         }
         match self.poll_flush(cx) {
@@ -229,7 +249,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     self.conn.transmit().clear();
                     Poll::Ready(Ok(()))
                 } else {
-                    self.finished = true;
+                    self.finish();
                     Poll::Ready(Err(e))
                 }
             }
@@ -342,6 +362,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         delivery: Delivery,
         decode: Decode<T>,
     ) -> Poll<Option<Result<T, Error>>> {
+        let next = self.poll_next_inner(cx, delivery, decode);
+        if !self.pings.is_empty() && (self.finished || self.conn.is_receive_done()) {
+            // No pong can arrive any more: dropping the senders fails the waiting `Pong`s.
+            self.pings.clear();
+        }
+        next
+    }
+
+    fn poll_next_inner<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        delivery: Delivery,
+        decode: Decode<T>,
+    ) -> Poll<Option<Result<T, Error>>> {
         loop {
             if self.finished {
                 return Poll::Ready(None);
@@ -373,17 +407,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 return self.poll_finish(cx).map(|r| r.err().map(Err));
             }
             if self.close_timer_expired(cx) {
-                self.finished = true;
+                self.finish();
                 return Poll::Ready(Some(Err(Error::Timeout(Timeout::Close))));
             }
             if self.watch.is_some() {
                 if let Some(timeout) = self.poll_watch(cx) {
-                    self.finished = true;
+                    self.finish();
                     return Poll::Ready(Some(Err(Error::Timeout(timeout))));
                 }
             }
             if self.read_done {
-                self.finished = true;
+                self.finish();
                 return Poll::Ready(Some(Err(Error::abnormal_closure())));
             }
             match ready!(self.poll_fill(cx, delivery)) {
@@ -391,7 +425,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 Ok(_) => {}
                 Err(e) => {
                     self.read_done = true;
-                    self.finished = true;
+                    self.finish();
                     return Poll::Ready(Some(Err(Error::Io(e))));
                 }
             }
@@ -403,7 +437,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// timeout (RFC 6455 §7.1.1).
     fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if !self.write_failed && ready!(self.poll_flush(cx)).is_err() {
-            self.finished = true;
+            self.finish();
             return Poll::Ready(Ok(()));
         }
         let client_waits = self.conn.role() == Role::Client && self.conn.failure().is_none();
@@ -424,7 +458,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             // Errors here change nothing: the connection is over either way.
             let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
         }
-        self.finished = true;
+        self.finish();
         self.read_buf = BytesMut::new();
         Poll::Ready(Ok(()))
     }
@@ -485,7 +519,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         let mut read_buf = ReadBuf::new(&mut dst[..len]);
         if let Err(e) = ready!(Pin::new(&mut self.io).poll_read(cx, &mut read_buf)) {
             self.read_done = true;
-            self.finished = true;
+            self.finish();
             return Poll::Ready(Err(Error::Io(e)));
         }
         let n = read_buf.filled().len();
