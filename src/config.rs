@@ -124,7 +124,8 @@ impl Config {
     /// nothing (the pong or any other frame) arrives within [`pong_timeout`](Self::pong_timeout)
     /// after it, the connection is closed (1001) and receiving fails with a timeout error.
     /// Keepalive runs while the connection is being received from (`recv`, a stream reader, the
-    /// read half). Default: `None` (off).
+    /// read half). Activity is checked every quarter interval, so the ping leaves between 1 and
+    /// 1.25 intervals after the last frame. Default: `None` (off).
     pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
         self.ping_interval = interval;
         self
@@ -138,8 +139,8 @@ impl Config {
 
     /// Closes the connection (1001) when no data message (or streamed data) has been sent or
     /// received for this long; pings and pongs do not count. Like keepalive, it is watched while
-    /// the connection is being received from; receiving then fails with a timeout error.
-    /// Default: `None` (off).
+    /// the connection is being received from; receiving then fails with a timeout error. It
+    /// fires between 1 and 1.25 times the timeout after the last data. Default: `None` (off).
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout;
         self

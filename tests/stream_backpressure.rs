@@ -275,3 +275,116 @@ async fn client_byte_stream_waits_for_a_slow_reader_with_bounded_buffers() {
 async fn server_byte_stream_waits_for_a_slow_reader_with_bounded_buffers() {
     byte_stream_against_slow_reader(false).await;
 }
+
+/// One end: writes `TOTAL / 4` bytes from its write half while its read half reads as much from
+/// the peer, at the same time.
+async fn both_ways_side(stream: ByteStream<TcpStream>, send_seed: u64, recv_seed: u64) {
+    let total = TOTAL / 4;
+    let (mut rx, mut tx) = stream.into_split();
+    let write = async move {
+        let data = Repeating::new(send_seed);
+        let mut chunk = vec![0u8; 48 * 1024];
+        let mut offset = 0u64;
+        while offset < total {
+            let len = (chunk.len() as u64).min(total - offset) as usize;
+            data.fill(offset, &mut chunk[..len]);
+            tx.write_all(&chunk[..len]).await.expect("write");
+            offset += len as u64;
+        }
+        tx.flush().await.expect("flush");
+        tx
+    };
+    let read = async move {
+        let data = Repeating::new(recv_seed);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut offset = 0u64;
+        while offset < total {
+            let n = rx.read(&mut buf).await.expect("read");
+            assert!(n > 0, "EOF at {offset}");
+            assert!(data.matches(offset, &buf[..n]), "bytes at {offset} changed");
+            offset += n as u64;
+        }
+        rx
+    };
+    let (tx, rx) = tokio::join!(tokio::spawn(write), tokio::spawn(read));
+    let (mut tx, mut rx) = (tx.unwrap(), rx.unwrap());
+    tx.shutdown().await.expect("shutdown");
+    assert_eq!(rx.read(&mut [0u8; 8]).await.unwrap(), 0);
+}
+
+/// Settings under which both write queues fill up at once: small buffers, and the defaults.
+async fn heavy_both_ways_pairs() -> Vec<(TcpWs, TcpWs)> {
+    let small = Config::default()
+        .write_buffer_size(16 * 1024)
+        .stream_fragment_size(8 * 1024);
+    vec![
+        tcp_pair_small_buffers(small, 16 * 1024).await,
+        tcp_pair(Config::default()).await,
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_streams_writing_hard_both_ways_at_once_do_not_deadlock() {
+    // Both write queues fill up at once: each side must keep reading while its own writes wait,
+    // or each waits for the other forever.
+    for (client, server) in heavy_both_ways_pairs().await {
+        let a = tokio::spawn(both_ways_side(client.into_byte_stream(), 1, 2));
+        let b = tokio::spawn(both_ways_side(server.into_byte_stream(), 2, 1));
+        within_for(LIMIT, "heavy traffic both ways", async {
+            a.await.expect("client side");
+            b.await.expect("server side");
+        })
+        .await;
+    }
+}
+
+/// One end: streams a message of `TOTAL / 4` bytes from its write half while its read half
+/// reads the peer's, at the same time.
+async fn message_both_ways_side(ws: TcpWs, send_seed: u64, recv_seed: u64) {
+    let total = TOTAL / 4;
+    let (mut rx, mut tx) = ws.into_split();
+    let write = async move {
+        let data = Repeating::new(send_seed);
+        let mut writer = tx.send_stream(DataKind::Binary);
+        let mut chunk = vec![0u8; 48 * 1024];
+        let mut offset = 0u64;
+        while offset < total {
+            let len = (chunk.len() as u64).min(total - offset) as usize;
+            data.fill(offset, &mut chunk[..len]);
+            writer.write_all(&chunk[..len]).await.expect("write");
+            offset += len as u64;
+        }
+        writer.shutdown().await.expect("shutdown");
+    };
+    let read = async move {
+        let data = Repeating::new(recv_seed);
+        let mut reader = rx.recv_stream().await.unwrap().expect("recv_stream");
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut offset = 0u64;
+        loop {
+            let n = reader.read(&mut buf).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            assert!(data.matches(offset, &buf[..n]), "bytes at {offset} changed");
+            offset += n as u64;
+        }
+        assert_eq!(offset, total);
+    };
+    let (w, r) = tokio::join!(tokio::spawn(write), tokio::spawn(read));
+    w.expect("writer");
+    r.expect("reader");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_streams_on_split_halves_both_ways_at_once_do_not_deadlock() {
+    for (client, server) in heavy_both_ways_pairs().await {
+        let a = tokio::spawn(message_both_ways_side(client, 3, 4));
+        let b = tokio::spawn(message_both_ways_side(server, 4, 3));
+        within_for(LIMIT, "heavy messages both ways", async {
+            a.await.expect("client side");
+            b.await.expect("server side");
+        })
+        .await;
+    }
+}

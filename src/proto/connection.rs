@@ -107,6 +107,10 @@ pub struct Connection {
     data_events: u64,
     /// The payload of the last pong received, for the runtime to match against its pings.
     last_pong: Option<Bytes>,
+    /// Where each queued pong ends in the outgoing stream, and its size: the pongs not yet
+    /// written, which the runtime bounds by pausing reads (data queued by senders does not).
+    unsent_pongs: std::collections::VecDeque<(u64, usize)>,
+    unsent_pong_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -167,6 +171,8 @@ impl Connection {
             counters: Stats::default(),
             data_events: 0,
             last_pong: None,
+            unsent_pongs: Default::default(),
+            unsent_pong_bytes: 0,
         }
     }
 
@@ -370,7 +376,11 @@ impl Connection {
         match opcode {
             OpCode::Ping => {
                 if !self.sent_close {
+                    let start = self.transmit.end_position();
                     self.queue_frame(true, OpCode::Pong, payload.clone());
+                    let end = self.transmit.end_position();
+                    self.unsent_pongs.push_back((end, (end - start) as usize));
+                    self.unsent_pong_bytes += (end - start) as usize;
                 }
                 Some(Message::Ping(payload))
             }
@@ -421,6 +431,21 @@ impl Connection {
             self.queue_close(Some(&frame));
         }
         self.abandoned = true;
+    }
+
+    /// Bytes of pong replies queued and not yet written. Only these, not queued data, should
+    /// hold reading back: two peers whose queues are both full of data must keep reading each
+    /// other, or each waits for the other forever.
+    pub fn unsent_pong_bytes(&mut self) -> usize {
+        let written = self.transmit.written();
+        while let Some(&(end, len)) = self.unsent_pongs.front() {
+            if end > written {
+                break;
+            }
+            self.unsent_pongs.pop_front();
+            self.unsent_pong_bytes -= len;
+        }
+        self.unsent_pong_bytes
     }
 
     /// Whether a close or failure waits to be handed out (after the transmit queue drains).

@@ -54,6 +54,9 @@ pub struct Transmit {
     /// Reused buffer that lazily masked pieces are copied into.
     mask_buf: BytesMut,
     buffered: usize,
+    /// Bytes written (or dropped by `clear`) since the queue was made: with `buffered`, where
+    /// each queued byte stands in the outgoing stream.
+    written: u64,
 }
 
 impl Transmit {
@@ -65,6 +68,16 @@ impl Transmit {
     /// Whether nothing is waiting to be written.
     pub fn is_empty(&self) -> bool {
         self.buffered == 0
+    }
+
+    /// Position in the outgoing stream of the next byte written (bytes written so far).
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Position in the outgoing stream just past the last byte queued.
+    pub fn end_position(&self) -> u64 {
+        self.written + self.buffered as u64
     }
 
     /// Queues one frame. `mask` is the masking key for client frames.
@@ -199,6 +212,7 @@ impl Transmit {
 
     /// Drops everything queued (the transport is gone).
     pub fn clear(&mut self) {
+        self.written += self.buffered as u64;
         self.segments.clear();
         self.staging.clear();
         self.buffered = 0;
@@ -207,6 +221,7 @@ impl Transmit {
     /// Marks `n` bytes from the front as written.
     pub fn advance(&mut self, mut n: usize) {
         self.buffered -= n;
+        self.written += n as u64;
         while n > 0 {
             match self.segments.front_mut() {
                 Some(Segment::Ready(b)) => {

@@ -80,9 +80,12 @@ pub(crate) type Decode<T> = fn(&mut Connection, &mut BytesMut) -> Result<Option<
 
 impl<S> Driver<S> {
     pub(crate) fn new(io: S, role: Role, config: Config, read_buf: BytesMut) -> Self {
+        let mut conn = Connection::new(role, config.proto());
+        // Bytes read past the opening handshake are frames: count them as received.
+        conn.record_wire(read_buf.len(), 0);
         Driver {
             io,
-            conn: Connection::new(role, config.proto()),
+            conn,
             read_buf,
             config,
             close_timer: None,
@@ -116,17 +119,20 @@ impl<S> Driver<S> {
     }
 
     fn next_watch_deadline(&self, watch: &Watch) -> Instant {
-        let far = Instant::now() + Duration::from_secs(86_400);
-        let keepalive = match (watch.pong_deadline, self.config.get_ping_interval()) {
-            (Some(deadline), _) => deadline,
-            (None, Some(interval)) => watch.last_heard + interval,
-            (None, None) => far,
-        };
-        let idle = self
-            .config
-            .get_idle_timeout()
-            .map_or(far, |t| watch.idle_since + t);
-        keepalive.min(idle)
+        // Activity is only noticed when the timer fires, so it fires at least every quarter of
+        // each period: a deadline is then met within 1.25 times the configured duration, and
+        // activity itself never touches the timer.
+        let now = Instant::now();
+        let mut next = now + Duration::from_secs(86_400);
+        match (watch.pong_deadline, self.config.get_ping_interval()) {
+            (Some(deadline), _) => next = next.min(deadline),
+            (None, Some(interval)) => next = next.min((watch.last_heard + interval).min(now + interval / 4)),
+            (None, None) => {}
+        }
+        if let Some(idle) = self.config.get_idle_timeout() {
+            next = next.min((watch.idle_since + idle).min(now + idle / 4));
+        }
+        next
     }
 
     fn arm_close_timer(&mut self) {
@@ -228,7 +234,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// Writes the replies the core queued (pongs, a close echo, a failure's close). Pending only
     /// when reading must wait for them: a close or failure is handed out only once its reply is
     /// written, and a peer that does not read our pongs is not read from either, so its pings
-    /// cannot pile up replies here.
+    /// cannot pile up replies here. Queued data never holds reading back: two peers both
+    /// waiting to write would otherwise wait for each other forever.
     fn poll_replies(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.write_failed {
             // Nothing queued can leave any more; dropping it lets a close or failure the core
@@ -264,7 +271,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     self.write_failed = true;
                     Poll::Ready(Ok(()))
                 } else if self.conn.has_undelivered()
-                    || self.conn.buffered_amount() >= self.config.get_write_buffer_size()
+                    || self.conn.unsent_pong_bytes() >= self.config.get_write_buffer_size()
                 {
                     Poll::Pending
                 } else {
@@ -311,7 +318,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     fn poll_watch(&mut self, cx: &mut Context<'_>) -> Option<Timeout> {
         let mut watch = self.watch.take()?;
         let result = loop {
-            if watch.timer.as_mut().poll(cx).is_pending() {
+            // While a keepalive ping is out the timer waits for the pong deadline; a frame that
+            // answered it restarts the interval now, not when that deadline passes.
+            let answered = watch.pong_deadline.is_some()
+                && self.conn.stats().frames_received != watch.frames_seen;
+            if !answered && watch.timer.as_mut().poll(cx).is_pending() {
                 break None;
             }
             let now = Instant::now();

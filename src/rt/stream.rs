@@ -289,7 +289,7 @@ impl WriteState {
     ) -> Poll<io::Result<()>> {
         if !self.builder.is_empty() {
             // A flush must not cut a code point in two: text frames end on a boundary.
-            if self.utf8.as_ref().map_or(true, Utf8Validator::is_complete) {
+            if self.utf8.as_ref().is_none_or(Utf8Validator::is_complete) {
                 self.cut(&mut driver.conn)?;
             }
         }

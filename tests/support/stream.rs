@@ -80,8 +80,9 @@ async fn handshake_on(
     within("loopback handshake", async { tokio::join!(client, server) }).await
 }
 
-/// A size for the next read or write: a third tiny (1..=16), a third medium (up to 4 KiB, below
-/// the direct-read threshold), a third large (4 KiB..=`max`).
+/// A size for the next read or write: a third tiny (1..=16), a third medium (up to 4 KiB), a
+/// third large (4 KiB..=`max`; with `max` well above 64 KiB, many reads go straight from the
+/// socket into the caller's buffer).
 pub(crate) fn chunk_len(rng: &mut XorShift, max: usize) -> usize {
     let max = max.max(1);
     let len = match rng.below(3) {
