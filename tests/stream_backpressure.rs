@@ -12,9 +12,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wsio::{ByteStream, Config, DataKind, MessageWriter};
 
-/// What crosses the connection in each test: a hundred times what all the buffers on the way hold
-/// together (kept at that because a debug build masks slowly).
-const TOTAL: u64 = 32 << 20;
+/// What crosses the connection in each test: some seventy times what all the buffers on the way
+/// hold together (no more, because a debug build masks slowly).
+const TOTAL: u64 = 24 << 20;
 const WRITE_BUFFER: usize = 64 * 1024;
 const FRAGMENT: usize = 16 * 1024;
 /// Control frames and a frame header or two.

@@ -197,16 +197,41 @@ async fn text_writer_refuses_invalid_utf8_and_sends_none_of_it() {
 }
 
 #[tokio::test]
-async fn text_writer_shut_down_inside_a_code_point_errors() {
-    let (mut client, _server) = tcp_pair(config(FRAGMENT)).await;
-    let mut writer = client.send_stream(DataKind::Text);
-    within("write", writer.write_all(b"euro: \xe2\x82"))
-        .await
-        .unwrap();
-    let e = within("shutdown", writer.shutdown())
-        .await
-        .expect_err("the message ends inside a code point");
-    assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+async fn text_writer_shut_down_inside_a_code_point_errors_and_sends_no_broken_text() {
+    let (mut client, mut server) = tcp_pair(config(FRAGMENT)).await;
+    within("writing", async {
+        let mut writer = client.send_stream(DataKind::Text);
+        writer.write_all(b"euro: \xe2\x82").await.unwrap();
+        let e = writer
+            .shutdown()
+            .await
+            .expect_err("the message ends inside a code point");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        // The refusal changed nothing: the rest of the code point completes the message.
+        writer.write_all(b"\xac").await.unwrap();
+        writer.shutdown().await.expect("the text is whole now");
+    })
+    .await;
+    match within("receiving", server.recv()).await {
+        Some(Ok(Message::Text(got))) => assert_eq!(got, "euro: €"),
+        other => panic!("expected the completed text, got {other:?}"),
+    }
+
+    // A text writer dropped inside a code point must not send the broken text either (the
+    // peer would fail the connection with 1007).
+    within("writing", async {
+        let mut writer = client.send_stream(DataKind::Text);
+        writer.write_all(b"cut \xe2").await.unwrap();
+        assert!(writer.shutdown().await.is_err());
+        drop(writer);
+        let _ = client.flush().await;
+    })
+    .await;
+    let got = tokio::time::timeout(QUIET, server.recv()).await;
+    assert!(
+        !matches!(&got, Ok(Some(Err(e))) if e.kind() == ErrorKind::InvalidUtf8),
+        "the peer received invalid UTF-8: {got:?}"
+    );
 }
 
 #[tokio::test]

@@ -126,7 +126,9 @@ impl<S> Driver<S> {
         let mut next = now + Duration::from_secs(86_400);
         match (watch.pong_deadline, self.config.get_ping_interval()) {
             (Some(deadline), _) => next = next.min(deadline),
-            (None, Some(interval)) => next = next.min((watch.last_heard + interval).min(now + interval / 4)),
+            (None, Some(interval)) => {
+                next = next.min((watch.last_heard + interval).min(now + interval / 4))
+            }
             (None, None) => {}
         }
         if let Some(idle) = self.config.get_idle_timeout() {

@@ -310,8 +310,10 @@ impl WriteState {
 
     /// Queues the final frame without writing it (also used when a writer is dropped).
     pub(crate) fn queue_final(&mut self, conn: &mut Connection) -> io::Result<()> {
-        if let Some(utf8) = &mut self.utf8 {
-            if utf8.finish().is_err() {
+        if let Some(utf8) = &self.utf8 {
+            // Checked on a copy: a refused end changes nothing, so the rest of the code point
+            // can still be written, and a later end (a drop) refuses too.
+            if utf8.clone().finish().is_err() {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     "text ends inside a UTF-8 code point",
