@@ -5,7 +5,8 @@
 //! wide word at a time (the fixed-width inner loop compiles to SIMD on every target we build for)
 //! and can resume at any offset, because payloads reach us in arbitrary pieces.
 
-/// Bytes XORed per step of the wide loop: a multiple of four, so the key phase never shifts.
+/// Bytes XORed per step of the portable wide loop: a multiple of four, so the key phase never
+/// shifts.
 const WIDE: usize = 32;
 
 /// The key rotated so that index 0 applies to payload byte `offset`.
@@ -16,7 +17,7 @@ fn rotated(key: [u8; 4], offset: usize) -> [u8; 4] {
     k
 }
 
-#[inline]
+#[inline(always)]
 fn key_block(key: [u8; 4]) -> [u8; WIDE] {
     let mut block = [0u8; WIDE];
     for (i, b) in block.iter_mut().enumerate() {
@@ -25,11 +26,11 @@ fn key_block(key: [u8; 4]) -> [u8; WIDE] {
     block
 }
 
-/// XORs `buf` in place with `key`, where `buf[0]` is byte `offset` of the payload.
-///
-/// Masking is its own inverse, so this both masks and unmasks.
-pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    let key = rotated(key, offset);
+/// The portable masking loop, in safe code: the fixed-width inner loop compiles to vector XORs
+/// of the target's baseline (SSE2 on x86-64). On x86-64 with AVX2 (detected at run time) the
+/// explicit AVX2 loop below takes over for all but short buffers.
+#[inline(always)]
+fn mask_in_place_body(buf: &mut [u8], key: [u8; 4]) {
     let block = key_block(key);
     let mut chunks = buf.chunks_exact_mut(WIDE);
     for chunk in &mut chunks {
@@ -42,11 +43,8 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
-/// Writes `src` masked with `key` into `dst` (same length), in one pass over the data.
-/// `src[0]` is byte `offset` of the payload.
-pub fn mask_into(dst: &mut [u8], src: &[u8], key: [u8; 4], offset: usize) {
-    debug_assert_eq!(dst.len(), src.len());
-    let key = rotated(key, offset);
+#[inline(always)]
+fn mask_into_body(dst: &mut [u8], src: &[u8], key: [u8; 4]) {
     let block = key_block(key);
     let mut d = dst.chunks_exact_mut(WIDE);
     let mut s = src.chunks_exact(WIDE);
@@ -58,6 +56,133 @@ pub fn mask_into(dst: &mut [u8], src: &[u8], key: [u8; 4], offset: usize) {
     for (i, (o, x)) in d.into_remainder().iter_mut().zip(s.remainder()).enumerate() {
         *o = x ^ key[i % 4];
     }
+}
+
+/// Below this size the portable loop is as fast as the AVX2 one.
+#[cfg(target_arch = "x86_64")]
+const SIMD_MIN: usize = 64;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    //! AVX2 masking: 128 bytes per step in four unaligned 32-byte loads and stores. The safe
+    //! portable loop reaches about 0.7-0.9x of this (LLVM keeps its key block in memory and
+    //! handles unaligned buffers poorly); see `benches/micro.rs`.
+
+    use std::arch::x86_64::{
+        __m256i, _mm256_loadu_si256, _mm256_set1_epi32, _mm256_storeu_si256, _mm256_xor_si256,
+    };
+
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn mask_in_place(buf: &mut [u8], key: [u8; 4]) {
+        let k = _mm256_set1_epi32(i32::from_ne_bytes(key));
+        let len = buf.len();
+        let p = buf.as_mut_ptr();
+        let mut i = 0;
+        while i + 128 <= len {
+            // SAFETY: `i + 128 <= len`, so the four 32-byte accesses from `p + i` stay inside
+            // `buf`; `loadu`/`storeu` take any alignment.
+            unsafe {
+                let a = p.add(i).cast::<__m256i>();
+                let v0 = _mm256_xor_si256(_mm256_loadu_si256(a), k);
+                let v1 = _mm256_xor_si256(_mm256_loadu_si256(a.add(1)), k);
+                let v2 = _mm256_xor_si256(_mm256_loadu_si256(a.add(2)), k);
+                let v3 = _mm256_xor_si256(_mm256_loadu_si256(a.add(3)), k);
+                _mm256_storeu_si256(a, v0);
+                _mm256_storeu_si256(a.add(1), v1);
+                _mm256_storeu_si256(a.add(2), v2);
+                _mm256_storeu_si256(a.add(3), v3);
+            }
+            i += 128;
+        }
+        while i + 32 <= len {
+            // SAFETY: `i + 32 <= len`: one 32-byte access inside `buf`, any alignment.
+            unsafe {
+                let a = p.add(i).cast::<__m256i>();
+                _mm256_storeu_si256(a, _mm256_xor_si256(_mm256_loadu_si256(a), k));
+            }
+            i += 32;
+        }
+        // `i` is a multiple of 4, so the key phase of the rest is unchanged.
+        super::mask_in_place_body(&mut buf[i..], key);
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2, and `dst.len() == src.len()`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn mask_into(dst: &mut [u8], src: &[u8], key: [u8; 4]) {
+        let k = _mm256_set1_epi32(i32::from_ne_bytes(key));
+        let len = src.len().min(dst.len());
+        let (d, s) = (dst.as_mut_ptr(), src.as_ptr());
+        let mut i = 0;
+        while i + 128 <= len {
+            // SAFETY: `i + 128 <= len <= dst.len(), src.len()`: the 32-byte accesses from
+            // `s + i` and `d + i` stay inside their slices, which do not overlap (one is
+            // borrowed mutably); `loadu`/`storeu` take any alignment.
+            unsafe {
+                let a = s.add(i).cast::<__m256i>();
+                let o = d.add(i).cast::<__m256i>();
+                let v0 = _mm256_xor_si256(_mm256_loadu_si256(a), k);
+                let v1 = _mm256_xor_si256(_mm256_loadu_si256(a.add(1)), k);
+                let v2 = _mm256_xor_si256(_mm256_loadu_si256(a.add(2)), k);
+                let v3 = _mm256_xor_si256(_mm256_loadu_si256(a.add(3)), k);
+                _mm256_storeu_si256(o, v0);
+                _mm256_storeu_si256(o.add(1), v1);
+                _mm256_storeu_si256(o.add(2), v2);
+                _mm256_storeu_si256(o.add(3), v3);
+            }
+            i += 128;
+        }
+        while i + 32 <= len {
+            // SAFETY: `i + 32 <= len`: one 32-byte access inside each slice, any alignment.
+            unsafe {
+                let o = d.add(i).cast::<__m256i>();
+                _mm256_storeu_si256(o, _mm256_xor_si256(_mm256_loadu_si256(s.add(i).cast()), k));
+            }
+            i += 32;
+        }
+        super::mask_into_body(&mut dst[i..len], &src[i..len], key);
+    }
+
+    pub(super) fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+}
+
+/// XORs `buf` in place with `key`, where `buf[0]` is byte `offset` of the payload.
+///
+/// Masking is its own inverse, so this both masks and unmasks.
+pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
+    let key = rotated(key, offset);
+    #[cfg(target_arch = "x86_64")]
+    if buf.len() >= SIMD_MIN && avx2::available() {
+        // SAFETY: the CPU supports AVX2, checked at run time just above.
+        unsafe { avx2::mask_in_place(buf, key) };
+        return;
+    }
+    mask_in_place_body(buf, key);
+}
+
+/// Writes `src` masked with `key` into `dst` (same length), in one pass over the data.
+/// `src[0]` is byte `offset` of the payload.
+pub fn mask_into(dst: &mut [u8], src: &[u8], key: [u8; 4], offset: usize) {
+    debug_assert_eq!(dst.len(), src.len());
+    let key = rotated(key, offset);
+    #[cfg(target_arch = "x86_64")]
+    if src.len() >= SIMD_MIN && avx2::available() {
+        // SAFETY: the CPU supports AVX2, checked at run time just above; the lengths are equal
+        // (and the function only touches the common length anyway).
+        unsafe { avx2::mask_into(dst, src, key) };
+        return;
+    }
+    mask_into_body(dst, src, key);
+}
+
+/// The portable versions, for tests that compare them with the dispatched ones.
+#[cfg(test)]
+fn apply_mask_portable(buf: &mut [u8], key: [u8; 4], offset: usize) {
+    mask_in_place_body(buf, rotated(key, offset));
 }
 
 #[cfg(test)]
@@ -95,6 +220,36 @@ mod tests {
                     assert_eq!(out, want, "into start {start} len {len} offset {offset}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn vector_and_portable_versions_agree_on_random_lengths_offsets_and_alignments() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let data: Vec<u8> = (0..5000).map(|_| next() as u8).collect();
+        for _ in 0..2000 {
+            let start = (next() % 64) as usize;
+            let len = (next() % (data.len() as u64 - 64)) as usize;
+            let offset = (next() % 7) as usize;
+            let key = (next() as u32).to_ne_bytes();
+            let src = &data[start..start + len];
+            let mut want = src.to_vec();
+            reference(&mut want, key, offset);
+            let mut portable = src.to_vec();
+            apply_mask_portable(&mut portable, key, offset);
+            assert_eq!(portable, want);
+            let mut dispatched = src.to_vec();
+            apply_mask(&mut dispatched, key, offset);
+            assert_eq!(dispatched, want);
+            let mut into = vec![0u8; len];
+            mask_into(&mut into, src, key, offset);
+            assert_eq!(into, want);
         }
     }
 
