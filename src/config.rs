@@ -44,7 +44,7 @@ impl Default for Config {
             ping_interval: None,
             pong_timeout: Duration::from_secs(20),
             idle_timeout: None,
-            stream_fragment_size: 64 << 10,
+            stream_fragment_size: 1 << 20,
             max_stream_message_size: None,
         }
     }
@@ -103,8 +103,11 @@ impl Config {
 
     /// Largest frame the stream API sends: bytes written to a [`MessageWriter`](crate::MessageWriter)
     /// or [`ByteStream`](crate::ByteStream) are cut into frames of at most this size (a flush cuts
-    /// one early). Also the size of the buffer a streaming writer copies (and a client masks) into.
-    /// Default: 64 KiB.
+    /// one early). Also the most a streaming writer buffers: it copies (and a client masks) bytes
+    /// into a frame buffer that starts at 16 KiB and grows towards this size only while frames
+    /// fill up, so interactive streams stay small and bulk transfers make few large writes.
+    /// Default: 1 MiB (measured: 64 KiB frames reach about 0.75x of raw TCP through
+    /// `tokio::io::copy`, 1 MiB frames about 1x; see `benches/compare`).
     pub fn stream_fragment_size(mut self, bytes: usize) -> Self {
         self.stream_fragment_size = bytes;
         self

@@ -12,14 +12,15 @@ use std::io::IoSlice;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::header::{FrameHeader, OpCode, MAX_HEADER_LEN};
-use super::mask::mask_into;
+use super::mask::{apply_mask, extend_masked};
 
 /// Payloads up to this size are copied next to their header instead of queued on their own:
 /// copying a few KiB costs less than an extra I/O slice and keeps small messages contiguous.
 const INLINE_PAYLOAD: usize = 4 * 1024;
 
-/// How much of a large payload is masked ahead of the socket.
-const MASK_PIECE: usize = 64 * 1024;
+/// How many bytes a client masks ahead of the socket: enough for one large vectored write,
+/// bounded so that sending a huge message never holds a second masked copy of it.
+const MASK_AHEAD: usize = 1024 * 1024;
 
 /// The most I/O slices handed to one vectored write.
 pub const MAX_IO_SLICES: usize = 64;
@@ -108,12 +109,19 @@ impl Transmit {
         self.staging.put_slice(&head[..head_len]);
         self.seal_staging();
         self.segments.push_back(match mask {
-            Some(key) => Segment::Unmasked {
-                payload,
-                key,
-                offset: 0,
-            },
             None => Segment::Ready(payload),
+            // A payload nobody else holds is masked where it lies: no copy at all.
+            Some(key) => match payload.try_into_mut() {
+                Ok(mut owned) => {
+                    apply_mask(&mut owned, key, 0);
+                    Segment::Ready(owned.freeze())
+                }
+                Err(payload) => Segment::Unmasked {
+                    payload,
+                    key,
+                    offset: 0,
+                },
+            },
         });
     }
 
@@ -132,11 +140,7 @@ impl Transmit {
     fn stage_payload(&mut self, payload: &[u8], mask: Option<[u8; 4]>, offset: usize) {
         match mask {
             None => self.staging.put_slice(payload),
-            Some(key) => {
-                let start = self.staging.len();
-                self.staging.resize(start + payload.len(), 0);
-                mask_into(&mut self.staging[start..], payload, key, offset);
-            }
+            Some(key) => extend_masked(&mut self.staging, payload, key, offset),
         }
     }
 
@@ -147,33 +151,37 @@ impl Transmit {
         }
     }
 
-    /// Readies the front of the queue for [`io_slices`](Self::io_slices): masks the next piece of
-    /// a lazily masked payload if one is at the front.
+    /// Readies the front of the queue for [`io_slices`](Self::io_slices): masks lazily masked
+    /// payloads until `MASK_AHEAD` bytes are ready, so a header and its payload (and several
+    /// pieces of a large payload) leave in one vectored write.
     pub fn prepare(&mut self) {
-        if self.segments.is_empty() {
-            return;
+        let mut ready = 0;
+        let mut at = 0;
+        while ready < MASK_AHEAD && at < self.segments.len() {
+            match &mut self.segments[at] {
+                Segment::Ready(b) => ready += b.len(),
+                Segment::Unmasked {
+                    payload,
+                    key,
+                    offset,
+                } => {
+                    let n = payload.len().min(MASK_AHEAD - ready);
+                    let piece = payload.split_to(n);
+                    let (key, from) = (*key, *offset);
+                    *offset += n;
+                    let emptied = payload.is_empty();
+                    extend_masked(&mut self.mask_buf, &piece, key, from);
+                    let masked = Segment::Ready(self.mask_buf.split().freeze());
+                    if emptied {
+                        self.segments[at] = masked;
+                    } else {
+                        self.segments.insert(at, masked);
+                    }
+                    ready += n;
+                }
+            }
+            at += 1;
         }
-        let Some(Segment::Unmasked {
-            payload,
-            key,
-            offset,
-        }) = self.segments.front_mut()
-        else {
-            return;
-        };
-        let n = payload.len().min(MASK_PIECE);
-        let piece = payload.split_to(n);
-        let (key, at) = (*key, *offset);
-        *offset += n;
-        let emptied = payload.is_empty();
-        self.mask_buf.reserve(n);
-        self.mask_buf.resize(n, 0);
-        mask_into(&mut self.mask_buf[..], &piece, key, at);
-        let masked = self.mask_buf.split().freeze();
-        if emptied {
-            self.segments.pop_front();
-        }
-        self.segments.push_front(Segment::Ready(masked));
     }
 
     /// Fills `dst` with the bytes ready to be written, in order; returns how many slices it used.

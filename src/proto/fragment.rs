@@ -8,7 +8,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::header::{FrameHeader, OpCode, MAX_HEADER_LEN};
-use super::mask::mask_into;
+use super::mask::extend_masked;
 use super::Role;
 
 /// A frame under construction.
@@ -20,7 +20,14 @@ pub struct FragmentBuilder {
     /// The key masking the current frame (clients), chosen when its first byte arrives.
     key: Option<[u8; 4]>,
     payload: usize,
+    /// Room reserved when a frame starts: grows towards `capacity` while frames fill up, and
+    /// shrinks back when they are cut small (flushes), so interactive use holds little memory
+    /// and bulk transfers are not slowed by reallocation.
+    reserve: usize,
 }
+
+/// The smallest room a frame starts with.
+const MIN_RESERVE: usize = 16 * 1024;
 
 impl FragmentBuilder {
     /// A builder cutting frames of at most `capacity` payload bytes.
@@ -31,6 +38,7 @@ impl FragmentBuilder {
             buf: BytesMut::new(),
             key: None,
             payload: 0,
+            reserve: MIN_RESERVE.min(capacity.max(1)),
         }
     }
 
@@ -63,7 +71,7 @@ impl FragmentBuilder {
         }
         if self.payload == 0 {
             self.buf.clear();
-            self.buf.reserve(MAX_HEADER_LEN + self.capacity);
+            self.buf.reserve(MAX_HEADER_LEN + self.reserve);
             self.buf.resize(MAX_HEADER_LEN, 0);
             self.key = match self.role {
                 Role::Client => Some(rand::random()),
@@ -72,11 +80,7 @@ impl FragmentBuilder {
         }
         match self.key {
             None => self.buf.extend_from_slice(&data[..take]),
-            Some(key) => {
-                let start = self.buf.len();
-                self.buf.resize(start + take, 0);
-                mask_into(&mut self.buf[start..], &data[..take], key, self.payload);
-            }
+            Some(key) => extend_masked(&mut self.buf, &data[..take], key, self.payload),
         }
         self.payload += take;
         take
@@ -106,6 +110,9 @@ impl FragmentBuilder {
         self.buf[at..MAX_HEADER_LEN].copy_from_slice(&head[..head_len]);
         let _ = self.buf.split_to(at);
         let payload = self.payload;
+        self.reserve = payload
+            .next_power_of_two()
+            .clamp(MIN_RESERVE.min(self.capacity), self.capacity);
         self.payload = 0;
         self.key = None;
         (self.buf.split().freeze(), payload)

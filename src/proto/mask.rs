@@ -108,21 +108,24 @@ mod avx2 {
         super::mask_in_place_body(&mut buf[i..], key);
     }
 
+    /// Writes `src` masked with `key` to `dst`.
+    ///
     /// # Safety
-    /// The CPU must support AVX2, and `dst.len() == src.len()`.
+    /// The CPU must support AVX2, and `dst` must be valid for writes of `src.len()` bytes and
+    /// not overlap `src`. Every one of those bytes is written (so they may start uninitialised).
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn mask_into(dst: &mut [u8], src: &[u8], key: [u8; 4]) {
+    pub(super) unsafe fn mask_into_ptr(dst: *mut u8, src: &[u8], key: [u8; 4]) {
         let k = _mm256_set1_epi32(i32::from_ne_bytes(key));
-        let len = src.len().min(dst.len());
-        let (d, s) = (dst.as_mut_ptr(), src.as_ptr());
+        let len = src.len();
+        let s = src.as_ptr();
         let mut i = 0;
         while i + 128 <= len {
-            // SAFETY: `i + 128 <= len <= dst.len(), src.len()`: the 32-byte accesses from
-            // `s + i` and `d + i` stay inside their slices, which do not overlap (one is
-            // borrowed mutably); `loadu`/`storeu` take any alignment.
+            // SAFETY: `i + 128 <= len`: the 32-byte reads from `s + i` stay inside `src`, and the
+            // writes from `dst + i` inside the `len` writable bytes the caller promised;
+            // `loadu`/`storeu` take any alignment.
             unsafe {
                 let a = s.add(i).cast::<__m256i>();
-                let o = d.add(i).cast::<__m256i>();
+                let o = dst.add(i).cast::<__m256i>();
                 let v0 = _mm256_xor_si256(_mm256_loadu_si256(a), k);
                 let v1 = _mm256_xor_si256(_mm256_loadu_si256(a.add(1)), k);
                 let v2 = _mm256_xor_si256(_mm256_loadu_si256(a.add(2)), k);
@@ -135,14 +138,18 @@ mod avx2 {
             i += 128;
         }
         while i + 32 <= len {
-            // SAFETY: `i + 32 <= len`: one 32-byte access inside each slice, any alignment.
+            // SAFETY: `i + 32 <= len`: one 32-byte read and write inside the two regions.
             unsafe {
-                let o = d.add(i).cast::<__m256i>();
+                let o = dst.add(i).cast::<__m256i>();
                 _mm256_storeu_si256(o, _mm256_xor_si256(_mm256_loadu_si256(s.add(i).cast()), k));
             }
             i += 32;
         }
-        super::mask_into_body(&mut dst[i..len], &src[i..len], key);
+        while i < len {
+            // SAFETY: `i < len`: inside both regions.
+            unsafe { dst.add(i).write(*s.add(i) ^ key[i % 4]) };
+            i += 1;
+        }
     }
 
     pub(super) fn available() -> bool {
@@ -171,12 +178,36 @@ pub fn mask_into(dst: &mut [u8], src: &[u8], key: [u8; 4], offset: usize) {
     let key = rotated(key, offset);
     #[cfg(target_arch = "x86_64")]
     if src.len() >= SIMD_MIN && avx2::available() {
-        // SAFETY: the CPU supports AVX2, checked at run time just above; the lengths are equal
-        // (and the function only touches the common length anyway).
-        unsafe { avx2::mask_into(dst, src, key) };
+        let src = &src[..src.len().min(dst.len())];
+        // SAFETY: the CPU supports AVX2 (checked just above); `dst` is an initialised,
+        // exclusively borrowed slice at least `src.len()` long, so it is valid for those writes
+        // and cannot overlap `src`.
+        unsafe { avx2::mask_into_ptr(dst.as_mut_ptr(), src, key) };
         return;
     }
     mask_into_body(dst, src, key);
+}
+
+/// Appends `src` masked with `key` to `buf`, where `src[0]` is byte `offset` of the payload.
+/// The bytes are written once, straight into the buffer's spare capacity: no zero-fill first.
+pub fn extend_masked(buf: &mut bytes::BytesMut, src: &[u8], key: [u8; 4], offset: usize) {
+    let key = rotated(key, offset);
+    buf.reserve(src.len());
+    #[cfg(target_arch = "x86_64")]
+    if src.len() >= SIMD_MIN && avx2::available() {
+        let spare = buf.spare_capacity_mut();
+        debug_assert!(spare.len() >= src.len());
+        // SAFETY: the CPU supports AVX2 (checked just above); `reserve` made at least
+        // `src.len()` bytes of spare capacity, which the exclusive borrow of `buf` keeps apart
+        // from `src`.
+        unsafe { avx2::mask_into_ptr(spare.as_mut_ptr().cast(), src, key) };
+        // SAFETY: `mask_into_ptr` initialised the `src.len()` bytes after the old length.
+        unsafe { buf.set_len(buf.len() + src.len()) };
+        return;
+    }
+    let start = buf.len();
+    buf.extend_from_slice(src);
+    mask_in_place_body(&mut buf[start..], key);
 }
 
 /// The portable versions, for tests that compare them with the dispatched ones.
@@ -250,6 +281,10 @@ mod tests {
             let mut into = vec![0u8; len];
             mask_into(&mut into, src, key, offset);
             assert_eq!(into, want);
+            let mut appended = bytes::BytesMut::from(&b"head"[..]);
+            extend_masked(&mut appended, src, key, offset);
+            assert_eq!(&appended[..4], b"head");
+            assert_eq!(&appended[4..], &want[..]);
         }
     }
 

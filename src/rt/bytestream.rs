@@ -23,7 +23,7 @@ use crate::proto::decoder::DataKind;
 /// - **Writing**: bytes are buffered up to `Config::stream_fragment_size` and each time that
 ///   fills, or on [`poll_flush`](AsyncWrite::poll_flush), they leave as **one complete binary
 ///   message** (a single frame with FIN set). A peer that only knows messages (a browser, Node
-///   `ws`) therefore sees ordinary binary messages, each at most the fragment size (64 KiB by
+///   `ws`) therefore sees ordinary binary messages, each at most the fragment size (1 MiB by
 ///   default), and nothing is held back after a flush. A server sends large writes straight from
 ///   the caller's memory.
 /// - **Shutdown** sends a close frame (1000) after everything written; the peer's remaining

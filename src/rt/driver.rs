@@ -24,9 +24,10 @@ use crate::proto::encoder::MAX_IO_SLICES;
 use crate::proto::error::FailReason;
 use crate::proto::Role;
 
-/// The read size of the stream API: large enough that a bulk transfer needs few reads, small
-/// enough that it bounds what one connection buffers.
-const STREAM_READ: usize = 64 * 1024;
+/// The largest read of the stream API. Streamed reads start at `Config::read_buffer_size`
+/// and double while reads fill the room they are given, so a bulk transfer reaches few, large
+/// reads while a trickle of small messages keeps small buffers.
+const STREAM_READ_MAX: usize = 1024 * 1024;
 
 /// A connection and its transport.
 #[derive(Debug)]
@@ -37,6 +38,8 @@ pub(crate) struct Driver<S> {
     pub(crate) config: Config,
     /// Deadline of the closing handshake, armed when it starts.
     close_timer: Option<Pin<Box<Sleep>>>,
+    /// The room the next streamed read is given (see [`STREAM_READ_MAX`]).
+    stream_read: usize,
     /// The transport failed or ended; nothing more will be read.
     read_done: bool,
     /// The write side failed; nothing more will be written.
@@ -80,6 +83,7 @@ pub(crate) type Decode<T> = fn(&mut Connection, &mut BytesMut) -> Result<Option<
 
 impl<S> Driver<S> {
     pub(crate) fn new(io: S, role: Role, config: Config, read_buf: BytesMut) -> Self {
+        let read_size = config.get_read_buffer_size();
         let mut conn = Connection::new(role, config.proto());
         // Bytes read past the opening handshake are frames: count them as received.
         conn.record_wire(read_buf.len(), 0);
@@ -89,6 +93,7 @@ impl<S> Driver<S> {
             read_buf,
             config,
             close_timer: None,
+            stream_read: read_size,
             read_done: false,
             write_failed: false,
             finished: false,
@@ -485,12 +490,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 let wanted = self.conn.read_wanted(self.read_buf.len());
                 wanted.saturating_sub(self.read_buf.len()).max(min)
             }
-            Delivery::Chunks => min.max(STREAM_READ),
+            Delivery::Chunks => self.stream_read,
         };
         self.read_buf.reserve(extra);
         let result = tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read_buf);
         if let Poll::Ready(Ok(n)) = result {
             self.conn.record_wire(n, 0);
+            if delivery == Delivery::Chunks {
+                if n >= self.stream_read {
+                    self.stream_read = (self.stream_read * 2).min(STREAM_READ_MAX.max(min));
+                } else if n < self.stream_read / 4 {
+                    self.stream_read = (self.stream_read / 2).max(min);
+                }
+            }
         }
         result
     }
