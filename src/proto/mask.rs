@@ -12,9 +12,11 @@ const WIDE: usize = 32;
 /// The key rotated so that index 0 applies to payload byte `offset`.
 #[inline]
 fn rotated(key: [u8; 4], offset: usize) -> [u8; 4] {
-    let mut k = key;
-    k.rotate_left(offset % 4);
-    k
+    // As a little-endian word, shifting the key left by one byte is a right rotation by 8 bits
+    // (one instruction, where `<[u8]>::rotate_left` is a general algorithm).
+    u32::from_le_bytes(key)
+        .rotate_right(8 * (offset % 4) as u32)
+        .to_le_bytes()
 }
 
 #[inline(always)]
@@ -38,8 +40,20 @@ fn mask_in_place_body(buf: &mut [u8], key: [u8; 4]) {
             *b ^= k;
         }
     }
-    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= key[i % 4];
+    mask_tail(chunks.into_remainder(), key);
+}
+
+/// Masks a short remainder: four bytes at a time, then the last few.
+#[inline(always)]
+fn mask_tail(buf: &mut [u8], key: [u8; 4]) {
+    let word = u32::from_ne_bytes(key);
+    let mut words = buf.chunks_exact_mut(4);
+    for w in &mut words {
+        let v = u32::from_ne_bytes([w[0], w[1], w[2], w[3]]) ^ word;
+        w.copy_from_slice(&v.to_ne_bytes());
+    }
+    for (b, k) in words.into_remainder().iter_mut().zip(key) {
+        *b ^= k;
     }
 }
 

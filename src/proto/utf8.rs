@@ -27,11 +27,36 @@ fn sequence_len(lead: u8) -> Option<usize> {
     }
 }
 
+/// How many bytes at the end of `bytes` start a code point that the slice cuts short: the last
+/// lead byte among the final three, if its sequence runs past the end. (Whether they are a valid
+/// start is checked separately.)
+fn cut_tail_len(bytes: &[u8]) -> usize {
+    for back in 1..=bytes.len().min(3) {
+        let byte = bytes[bytes.len() - back];
+        if byte & 0xC0 != 0x80 {
+            // Not a continuation byte: a lead byte (or ASCII) `back` bytes from the end.
+            return match sequence_len(byte) {
+                Some(len) if len > back => back,
+                _ => 0,
+            };
+        }
+    }
+    0
+}
+
 /// Checks `bytes`; on success returns how many trailing bytes form an unfinished but so far valid
 /// code point.
 fn validate_prefix(bytes: &[u8]) -> Result<usize, Utf8Error> {
-    if simdutf8::basic::from_utf8(bytes).is_ok() {
-        return Ok(0);
+    // The fast whole-slice check on everything but a cut-off tail, then the tail alone: pieces
+    // that end inside a code point (most pieces of multi-byte text) take no slow path.
+    let tail = cut_tail_len(bytes);
+    let (body, rest) = bytes.split_at(bytes.len() - tail);
+    if simdutf8::basic::from_utf8(body).is_ok() {
+        return match simdutf8::compat::from_utf8(rest) {
+            Ok(_) => Ok(0),
+            Err(e) if e.error_len().is_none() && e.valid_up_to() == 0 => Ok(tail),
+            Err(_) => Err(Utf8Error),
+        };
     }
     match simdutf8::compat::from_utf8(bytes) {
         Ok(_) => Ok(0),

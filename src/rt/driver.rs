@@ -494,6 +494,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         };
         self.read_buf.reserve(extra);
         let result = tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read_buf);
+        if result.is_pending() && self.read_buf.is_empty() {
+            // Nothing to read and nothing held: give the buffer back, so an idle connection
+            // holds no read buffer while it waits (the next read makes a new one).
+            self.read_buf = BytesMut::new();
+        }
         if let Poll::Ready(Ok(n)) = result {
             self.conn.record_wire(n, 0);
             if delivery == Delivery::Chunks {
