@@ -205,8 +205,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         transmit.prepare();
         let written = if self.io.is_write_vectored() {
             let mut slices = [IoSlice::new(&[]); MAX_IO_SLICES];
-            let n = transmit.io_slices(&mut slices);
-            ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]))?
+            match transmit.io_slices(&mut slices) {
+                // One slice (the common small message): a plain write is the cheaper syscall.
+                1 => ready!(Pin::new(&mut self.io).poll_write(cx, &slices[0]))?,
+                n => ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]))?,
+            }
         } else {
             ready!(Pin::new(&mut self.io).poll_write(cx, transmit.first_chunk()))?
         };
