@@ -20,9 +20,9 @@ use http::{
 };
 
 use super::{
-    derive_accept_key, from_httparse, generate_key, head_window, header_contains_token,
-    http_version, is_token, is_valid_key, partial_head, push, single_header, split_list,
-    to_header_map, trim_ows, value_eq_ignore_case, with_header_slots, write_headers,
+    check_connection_upgrade, derive_accept_key, from_httparse, generate_key, head_window,
+    header_contains_token, http_version, is_token, is_valid_key, partial_head, push, single_header,
+    split_list, to_header_map, trim_ows, value_eq_ignore_case, with_header_slots, write_headers,
     HandshakeError, DEFAULT_MAX_HEADERS, WEBSOCKET_VERSION,
 };
 
@@ -215,15 +215,7 @@ impl ClientHandshake {
                 reason: "the value is not websocket",
             });
         }
-        if !headers.contains_key(CONNECTION) {
-            return Err(HandshakeError::MissingHeader("Connection"));
-        }
-        if !header_contains_token(headers, &CONNECTION, "upgrade") {
-            return Err(HandshakeError::InvalidHeader {
-                name: "Connection",
-                reason: "the value does not contain the upgrade token",
-            });
-        }
+        check_connection_upgrade(headers)?;
         let accept = single_header(headers, &SEC_WEBSOCKET_ACCEPT, "Sec-WebSocket-Accept")?;
         if trim_ows(accept.as_bytes()) != self.expected_accept.as_bytes() {
             return Err(HandshakeError::InvalidHeader {

@@ -52,6 +52,21 @@ pub fn derive_accept_key(key: &[u8]) -> String {
     BASE64.encode(sha1.finalize())
 }
 
+/// Checks that `Connection` is present and lists the `upgrade` token (RFC 6455 §4.1, §4.2.1),
+/// as both a request and a 101 response must.
+pub(crate) fn check_connection_upgrade(headers: &HeaderMap) -> Result<(), HandshakeError> {
+    if !headers.contains_key(http::header::CONNECTION) {
+        return Err(HandshakeError::MissingHeader("Connection"));
+    }
+    if !header_contains_token(headers, &http::header::CONNECTION, "upgrade") {
+        return Err(HandshakeError::InvalidHeader {
+            name: "Connection",
+            reason: "the value does not contain the upgrade token",
+        });
+    }
+    Ok(())
+}
+
 /// Returns `true` when any value of header `name` is a comma-separated list containing `token`,
 /// compared ASCII case-insensitively (`Connection: keep-alive, Upgrade` contains `upgrade`).
 ///

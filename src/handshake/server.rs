@@ -21,9 +21,9 @@ use http::{
 };
 
 use super::{
-    derive_accept_key, from_httparse, head_window, header_contains_token, header_tokens,
-    http_version, is_valid_key, partial_head, push, single_header, to_header_map, trim_ows,
-    with_header_slots, write_headers, HandshakeError, WEBSOCKET_VERSION,
+    check_connection_upgrade, derive_accept_key, from_httparse, head_window, header_contains_token,
+    header_tokens, http_version, is_valid_key, partial_head, push, single_header, to_header_map,
+    trim_ows, with_header_slots, write_headers, HandshakeError, WEBSOCKET_VERSION,
 };
 
 /// Headers of a `101` answer that [`accept_response`] sets itself and never takes from
@@ -120,15 +120,7 @@ pub fn validate_request(request: &Request<()>) -> Result<(), HandshakeError> {
             reason: "the value does not contain websocket",
         });
     }
-    if !headers.contains_key(CONNECTION) {
-        return Err(HandshakeError::MissingHeader("Connection"));
-    }
-    if !header_contains_token(headers, &CONNECTION, "upgrade") {
-        return Err(HandshakeError::InvalidHeader {
-            name: "Connection",
-            reason: "the value does not contain the upgrade token",
-        });
-    }
+    check_connection_upgrade(headers)?;
     // The version is checked before the key: a client of an older draft gets the 426 that
     // tells it which version to speak.
     let mut versions = headers.get_all(SEC_WEBSOCKET_VERSION).iter();
