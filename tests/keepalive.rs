@@ -99,6 +99,16 @@ async fn silent_peer_fails_with_a_pong_timeout(library_is_client: bool) {
     );
     let close = within("peer", peer.recv()).await.unwrap().ok();
     assert!(going_away(&close), "expected a 1001 close, got {close:?}");
+    // The transport was closed with the timeout, while `ws` is still alive: the peer's
+    // connection ends now, not after its close timeout or when `ws` is dropped.
+    let started = Instant::now();
+    while let Some(Ok(_)) = within("peer end", peer.recv()).await {}
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "peer ended late: {:?}",
+        started.elapsed()
+    );
+    drop(ws);
 }
 
 #[tokio::test]

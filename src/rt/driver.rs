@@ -428,12 +428,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 return self.poll_finish(cx).map(|r| r.err().map(Err));
             }
             if self.close_timer_expired(cx) {
-                self.finish();
+                self.give_up(cx);
                 return Poll::Ready(Some(Err(Error::Timeout(Timeout::Close))));
             }
             if self.watch.is_some() {
                 if let Some(timeout) = self.poll_watch(cx) {
-                    self.finish();
+                    self.give_up(cx);
                     return Poll::Ready(Some(Err(Error::Timeout(timeout))));
                 }
             }
@@ -451,6 +451,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 }
             }
         }
+    }
+
+    /// Ends the connection after a timeout: closes the transport at once (what could be flushed
+    /// of our close frame was tried already), so the peer sees the end without waiting for the
+    /// `WebSocket` to be dropped.
+    fn give_up(&mut self, cx: &mut Context<'_>) {
+        if !self.write_failed {
+            // Best effort: a transport that cannot shut down now is closed when dropped.
+            let _ = Pin::new(&mut self.io).poll_shutdown(cx);
+            self.write_failed = true;
+        }
+        self.finish();
     }
 
     /// After the last frame: flush, then close the transport. A server (or anyone failing the
