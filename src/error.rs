@@ -201,6 +201,12 @@ impl From<io::Error> for Error {
     }
 }
 
+impl From<ProtocolError> for Error {
+    fn from(e: ProtocolError) -> Self {
+        Error::Protocol(e)
+    }
+}
+
 impl From<CapacityError> for Error {
     fn from(e: CapacityError) -> Self {
         Error::Capacity(e)

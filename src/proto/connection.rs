@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use super::close::{CloseFrame, MAX_REASON_LEN};
 use super::decoder::{DataKind, Decoded, Delivery, DirectChunk, FrameDecoder};
 use super::encoder::Transmit;
-use super::error::{FailReason, ProtocolError};
+use super::error::FailReason;
 use super::fragment::FragmentBuilder;
 use super::header::{FrameHeader, MAX_HEADER_LEN};
 use super::header::{OpCode, MAX_CONTROL_PAYLOAD};
@@ -262,11 +262,6 @@ impl Connection {
     /// How many bytes the read buffer should hold for whole-frame decoding to progress.
     pub fn read_wanted(&self, buffered: usize) -> usize {
         self.decoder.wanted(buffered)
-    }
-
-    /// Whether an incoming data message is partly received.
-    pub fn receiving_message(&self) -> bool {
-        self.decoder.in_message()
     }
 
     // ----- input -----
@@ -639,11 +634,5 @@ fn data_opcode(kind: DataKind) -> OpCode {
     match kind {
         DataKind::Text => OpCode::Text,
         DataKind::Binary => OpCode::Binary,
-    }
-}
-
-impl From<ProtocolError> for Error {
-    fn from(e: ProtocolError) -> Self {
-        Error::Protocol(e)
     }
 }

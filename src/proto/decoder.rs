@@ -163,11 +163,6 @@ impl FrameDecoder {
         self.frames
     }
 
-    /// Whether the decoder is between frames.
-    pub fn at_frame_boundary(&self) -> bool {
-        self.payload.is_none()
-    }
-
     /// How many bytes the buffer should be able to hold for the decoder to make progress in
     /// whole-frame delivery: the rest of the frame in hand, or a full header.
     pub fn wanted(&self, buffered: usize) -> usize {

@@ -384,8 +384,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         decode: Decode<T>,
     ) -> Poll<Option<Result<T, Error>>> {
         let next = self.poll_next_inner(cx, delivery, decode);
-        if !self.pings.is_empty() && (self.finished || self.conn.is_receive_done()) {
-            // No pong can arrive any more: dropping the senders fails the waiting `Pong`s.
+        if !self.pings.is_empty() && self.conn.is_receive_done() {
+            // No pong can arrive after the peer's close (or a failure): dropping the senders
+            // fails the waiting `Pong`s. (`finish` does the same when the connection ends.)
             self.pings.clear();
         }
         next
