@@ -28,6 +28,7 @@ pub struct Config {
     idle_timeout: Option<Duration>,
     stream_fragment_size: usize,
     max_stream_message_size: Option<usize>,
+    read_ahead_size: usize,
 }
 
 impl Default for Config {
@@ -46,13 +47,18 @@ impl Default for Config {
             idle_timeout: None,
             stream_fragment_size: 1 << 20,
             max_stream_message_size: None,
+            read_ahead_size: 1 << 20,
         }
     }
 }
 
 impl Config {
-    /// Largest frame payload accepted from the peer; a header announcing more fails the connection
-    /// with 1009 before any of the payload is read. Default: 16 MiB.
+    /// Largest frame payload the **message API** accepts from the peer (`recv`, the read half,
+    /// the `Stream` of messages): a header announcing more fails the connection with 1009 before
+    /// any of the payload is read. The stream API has no frame limit (see
+    /// [`max_stream_message_size`](Self::max_stream_message_size)). A large frame that arrives
+    /// while nobody receives waits, unread, for the next receiver: its limits then apply.
+    /// Default: 16 MiB.
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.max_frame_size = bytes;
         self
@@ -114,10 +120,12 @@ impl Config {
     }
 
     /// Largest message a [`MessageReader`](crate::MessageReader) or
-    /// [`ByteStream`](crate::ByteStream) reads. Streamed messages are never assembled in memory,
-    /// so they are not bound by [`max_message_size`](Self::max_message_size); `None` means no
-    /// limit. A frame that would take a message past it fails the connection with 1009.
-    /// Default: `None`.
+    /// [`ByteStream`](crate::ByteStream) reads, and the only limit of the **stream API**:
+    /// streamed messages are never assembled in memory, so neither
+    /// [`max_message_size`](Self::max_message_size) nor [`max_frame_size`](Self::max_frame_size)
+    /// applies (a 1 GiB message sent as one frame streams through in bounded memory). `None`
+    /// means no limit. A frame that would take a message past it fails the connection with
+    /// 1009. Default: `None`.
     pub fn max_stream_message_size(mut self, bytes: Option<usize>) -> Self {
         self.max_stream_message_size = bytes;
         self
@@ -126,8 +134,8 @@ impl Config {
     /// Keepalive: when nothing has been received from the peer for this long, send a ping; if
     /// nothing (the pong or any other frame) arrives within [`pong_timeout`](Self::pong_timeout)
     /// after it, the connection is closed (1001) and receiving fails with a timeout error.
-    /// Keepalive runs while the connection is being received from (`recv`, a stream reader, the
-    /// read half). Activity is checked every quarter interval, so the ping leaves between 1 and
+    /// Keepalive runs whenever the connection is polled, to receive or to send (an upload that
+    /// never receives still finds out that the peer is gone). Activity is checked every quarter interval, so the ping leaves between 1 and
     /// 1.25 intervals after the last frame. Default: `None` (off).
     pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
         self.ping_interval = interval;
@@ -141,12 +149,31 @@ impl Config {
     }
 
     /// Closes the connection (1001) when no data message (or streamed data) has been sent or
-    /// received for this long; pings and pongs do not count. Like keepalive, it is watched while
-    /// the connection is being received from; receiving then fails with a timeout error. It
+    /// received for this long; pings and pongs do not count. Like keepalive, it is watched whenever
+    /// the connection is polled; receiving and sending then fail with a timeout error. It
     /// fires between 1 and 1.25 times the timeout after the last data. Default: `None` (off).
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout;
         self
+    }
+
+    /// How much the connection reads ahead while the application sends but does not receive.
+    /// A connection that only writes (an upload) still reads what the peer sends, so that it
+    /// answers pings, notices the peer's close and fails on a violation with the right code;
+    /// data messages that arrive meanwhile are kept for the next receiver, up to this many
+    /// bytes. Past it, the connection stops reading from the transport (TCP backpressure
+    /// towards the peer) until the application receives; what was read is still answered. A
+    /// data frame that does not fit in the bound (or is larger than the message API accepts)
+    /// waits unread, so a ping behind it is answered only once someone receives. Receiving is
+    /// not bound by this. Default: 1 MiB.
+    pub fn read_ahead_size(mut self, bytes: usize) -> Self {
+        self.read_ahead_size = bytes;
+        self
+    }
+
+    /// See [`read_ahead_size`](Self::read_ahead_size).
+    pub fn get_read_ahead_size(&self) -> usize {
+        self.read_ahead_size
     }
 
     /// See [`ping_interval`](Self::ping_interval).
@@ -254,6 +281,9 @@ impl Config {
         if self.idle_timeout == Some(Duration::ZERO) {
             return Err(Error::InvalidConfig("idle_timeout must be above zero"));
         }
+        if self.read_ahead_size == 0 {
+            return Err(Error::InvalidConfig("read_ahead_size must be at least 1"));
+        }
         if self.stream_fragment_size == 0 {
             return Err(Error::InvalidConfig(
                 "stream_fragment_size must be at least 1",
@@ -275,6 +305,10 @@ impl Config {
             max_frame_size: self.max_frame_size,
             max_message_size: self.max_message_size,
             max_stream_message_size: self.max_stream_message_size,
+            ping_interval: self.ping_interval,
+            pong_timeout: self.pong_timeout,
+            idle_timeout: self.idle_timeout,
+            close_timeout: self.close_timeout,
         }
     }
 }

@@ -3,10 +3,12 @@
 use std::{fmt, io};
 
 pub use crate::handshake::HandshakeError;
-pub use crate::proto::error::{CapacityError, FailReason, ProtocolError};
+pub use crate::proto::error::{CapacityError, FailReason, ProtocolError, UsageError};
 pub use crate::tls::TlsError;
 
-use crate::proto::close::CloseCode;
+use crate::proto::close::{CloseCode, CloseFrame};
+use crate::proto::connection::SendError;
+use crate::proto::Expired;
 
 /// A `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -27,6 +29,9 @@ pub enum Error {
     Handshake(Box<HandshakeError>),
     /// The connection is closed (or closing): nothing more can be sent.
     Closed,
+    /// The peer closed the connection (its close frame, when it had a code): nothing more can
+    /// be sent. Its close was answered.
+    PeerClosed(Option<CloseFrame>),
     /// An operation did not finish in time.
     Timeout(Timeout),
     /// The URL cannot be used to open a WebSocket.
@@ -98,35 +103,6 @@ impl fmt::Display for Timeout {
     }
 }
 
-/// A call that the protocol forbids.
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UsageError {
-    /// Ping and pong payloads are at most 125 bytes.
-    ControlPayloadTooLong(usize),
-    /// A close reason is at most 123 bytes.
-    CloseReasonTooLong(usize),
-    /// This close code may not be sent.
-    InvalidCloseCode(u16),
-    /// A message is being sent in fragments; it must end before another starts.
-    MessageInProgress,
-}
-
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            UsageError::ControlPayloadTooLong(n) => {
-                write!(f, "control payload of {n} bytes exceeds 125")
-            }
-            UsageError::CloseReasonTooLong(n) => write!(f, "close reason of {n} bytes exceeds 123"),
-            UsageError::InvalidCloseCode(c) => write!(f, "close code {c} may not be sent"),
-            UsageError::MessageInProgress => {
-                f.write_str("another message is being sent in fragments")
-            }
-        }
-    }
-}
-
 impl Error {
     /// The category of this error.
     pub fn kind(&self) -> ErrorKind {
@@ -139,7 +115,7 @@ impl Error {
                 ErrorKind::HandshakeRefused
             }
             Error::Handshake(_) => ErrorKind::Handshake,
-            Error::Closed => ErrorKind::Closed,
+            Error::Closed | Error::PeerClosed(_) => ErrorKind::Closed,
             Error::Timeout(_) => ErrorKind::Timeout,
             Error::InvalidUrl(_) => ErrorKind::InvalidUrl,
             Error::Usage(_) => ErrorKind::Usage,
@@ -173,6 +149,8 @@ impl fmt::Display for Error {
             Error::Capacity(e) => write!(f, "limit exceeded: {e}"),
             Error::Handshake(e) => write!(f, "handshake failed: {e}"),
             Error::Closed => f.write_str("connection closed"),
+            Error::PeerClosed(Some(frame)) => write!(f, "the peer closed the connection: {frame}"),
+            Error::PeerClosed(None) => f.write_str("the peer closed the connection"),
             Error::Timeout(which) => write!(f, "timed out: {which}"),
             Error::InvalidUrl(why) => write!(f, "invalid WebSocket URL: {why}"),
             Error::Usage(e) => write!(f, "invalid call: {e}"),
@@ -228,6 +206,25 @@ impl From<HandshakeError> for Error {
     }
 }
 
+impl From<SendError> for Error {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Usage(usage) => Error::Usage(usage),
+            _ => Error::Closed,
+        }
+    }
+}
+
+impl From<Expired> for Timeout {
+    fn from(e: Expired) -> Self {
+        match e {
+            Expired::Close => Timeout::Close,
+            Expired::Pong => Timeout::Pong,
+            Expired::Idle => Timeout::Idle,
+        }
+    }
+}
+
 impl From<UsageError> for Error {
     fn from(e: UsageError) -> Self {
         Error::Usage(e)
@@ -241,7 +238,7 @@ impl From<Error> for io::Error {
         match e {
             Error::Io(e) => e,
             Error::Timeout(_) => io::Error::new(io::ErrorKind::TimedOut, e),
-            Error::Closed => io::Error::new(io::ErrorKind::BrokenPipe, e),
+            Error::Closed | Error::PeerClosed(_) => io::Error::new(io::ErrorKind::BrokenPipe, e),
             Error::Protocol(_) | Error::Capacity(_) => {
                 io::Error::new(io::ErrorKind::InvalidData, e)
             }

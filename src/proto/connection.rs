@@ -1,21 +1,30 @@
-//! The connection state machine: what a received frame means and what must be sent in reply.
+//! The connection state machine: what a received frame means, who takes it, what must be sent
+//! in reply, and when the peer has been silent for too long.
 //!
-//! It never does I/O. Receiving a ping queues a pong, receiving a close queues the echo, failing the
-//! connection queues a close with the right code; the runtime sees [`Connection::wants_write`]
-//! and drains [`Connection::transmit`]. That is how a task that only reads still answers pings.
+//! It never does I/O and never reads a clock. Like quinn-proto's `Connection` it has four kinds
+//! of method: getters; inputs (`receive`, `read_ahead`, `handle_timeout`); mutators that queue
+//! frames (`send_message`, `close`, ...); and outputs (`transmit` to drain, `poll_timeout` for
+//! the next deadline). Receiving a ping queues a pong, receiving a close queues the echo,
+//! failing the connection queues a close with the right code; the runtime drains
+//! [`Connection::transmit`]. That is how a task that only writes still answers pings.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use super::close::{CloseFrame, MAX_REASON_LEN};
-use super::decoder::{DataKind, Decoded, Delivery, DirectChunk, FrameDecoder};
+use super::close::{CloseCode, CloseFrame, MAX_REASON_LEN};
+use super::decoder::{DataKind, Decoded, DirectChunk, FrameDecoder, Limits};
 use super::encoder::Transmit;
-use super::error::FailReason;
+use super::error::{FailReason, UsageError};
 use super::fragment::FragmentBuilder;
-use super::header::{FrameHeader, MAX_HEADER_LEN};
-use super::header::{OpCode, MAX_CONTROL_PAYLOAD};
+use super::header::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use super::inbound::{Chunk, Consumer, Event, Inbound, Received};
+use super::keys::MaskKeys;
 use super::message::{Message, Utf8Bytes};
+use super::timers::{Activity, Due, Expired, Periods, Timers};
 use super::Role;
-use crate::error::{Error, UsageError};
 
 /// The connection's state, as the `readyState` of a browser WebSocket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,33 +39,66 @@ pub enum ReadyState {
     Closed,
 }
 
-/// Settings the protocol core needs.
-#[derive(Debug, Clone, Copy)]
+/// Settings the protocol core needs. Start from [`ProtoConfig::default`] and set fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProtoConfig {
-    /// Largest accepted frame payload.
+    /// Largest frame payload the message API accepts (the stream API has no frame limit).
     pub max_frame_size: usize,
-    /// Largest accepted assembled message.
+    /// Largest message the message API assembles.
     pub max_message_size: usize,
-    /// Largest accepted streamed message (`None`: unbounded).
+    /// Largest message the stream API accepts (`None`: unbounded).
     pub max_stream_message_size: Option<usize>,
+    /// Send a ping after this long without hearing from the peer (`None`: never).
+    pub ping_interval: Option<Duration>,
+    /// How long a keepalive ping may go unanswered.
+    pub pong_timeout: Duration,
+    /// Give up after this long without data either way (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// How long the closing handshake may take once it began.
+    pub close_timeout: Duration,
 }
 
-/// What [`Connection::receive`] hands out.
+impl Default for ProtoConfig {
+    fn default() -> Self {
+        ProtoConfig {
+            max_frame_size: 16 << 20,
+            max_message_size: 64 << 20,
+            max_stream_message_size: None,
+            ping_interval: None,
+            pong_timeout: Duration::from_secs(10),
+            idle_timeout: None,
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the core refused to queue something.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Incoming {
-    /// Payload bytes of a data message.
-    Data {
-        /// The message's type.
-        kind: DataKind,
-        /// The bytes.
-        data: Bytes,
-        /// First bytes of the message.
-        start: bool,
-        /// Last bytes of the message.
-        end: bool,
-    },
-    /// A ping, pong or close (already handled: a pong or close reply is queued).
-    Control(Message),
+pub enum SendError {
+    /// Nothing more can be sent: our close was sent, the peer's arrived, or the connection
+    /// failed or was given up.
+    Closed,
+    /// The call broke a rule of the protocol; nothing was queued.
+    Usage(UsageError),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Closed => f.write_str("the connection is closed"),
+            SendError::Usage(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+impl From<UsageError> for SendError {
+    fn from(e: UsageError) -> Self {
+        SendError::Usage(e)
+    }
 }
 
 /// What crossed the connection: bytes on the wire, frames, messages and payload bytes, like a
@@ -82,6 +124,13 @@ pub struct Stats {
     pub payload_bytes_received: u64,
 }
 
+/// How the connection ended, or is ending, from the receiving side.
+#[derive(Debug)]
+enum Undelivered {
+    Close(Option<CloseFrame>),
+    Failure(FailReason),
+}
+
 /// One WebSocket connection's protocol state.
 #[derive(Debug)]
 pub struct Connection {
@@ -89,89 +138,75 @@ pub struct Connection {
     config: ProtoConfig,
     decoder: FrameDecoder,
     transmit: Transmit,
-    /// Fragments of the message being assembled (message delivery only).
-    assembly: Assembly,
+    keys: MaskKeys,
+    inbound: Inbound,
+    timers: Timers,
+    /// The next frame's header exceeds what an unclaimed message may hold: decoding waits for
+    /// a consumer, whose limits decide.
+    parked: bool,
     /// The data message we are sending in fragments, if any.
     sending: Option<DataKind>,
     sent_close: bool,
     received_close: bool,
-    /// The runtime gave up on the peer (a timeout): nothing more is received or sent.
-    abandoned: bool,
+    /// Given up on the peer (a deadline passed): nothing more is received or sent.
+    expired: Option<Expired>,
+    /// The expiry still waits to be reported to a consumer.
+    expiry_unreported: bool,
     failure: Option<FailReason>,
     peer_close: Option<CloseFrame>,
     /// A close or failure decoded but not yet handed out: it waits until the reply it queued
-    /// has left, so a caller that stops reading after it has not left the peer unanswered.
+    /// has left, and until what was decoded before it was taken.
     undelivered: Option<Undelivered>,
     counters: Stats,
     /// Data frames sent or received (pieces of messages): what an idle timeout watches.
     data_events: u64,
-    /// The payload of the last pong received, for the runtime to match against its pings.
-    last_pong: Option<Bytes>,
+    /// Payloads of pongs received and not yet taken, for the runtime to match against its
+    /// pings (a few at most: older ones are dropped).
+    pongs: VecDeque<Bytes>,
     /// Where each queued pong ends in the outgoing stream, and its size: the pongs not yet
     /// written, which the runtime bounds by pausing reads (data queued by senders does not).
-    unsent_pongs: std::collections::VecDeque<(u64, usize)>,
+    unsent_pongs: VecDeque<(u64, usize)>,
     unsent_pong_bytes: usize,
 }
 
-#[derive(Debug)]
-enum Undelivered {
-    Close(Option<CloseFrame>),
-    Failure(FailReason),
-}
-
-#[derive(Debug, Default)]
-struct Assembly {
-    first: Option<Bytes>,
-    rest: BytesMut,
-    /// A message is being assembled (its start was seen by the message API).
-    active: bool,
-}
-
-impl Assembly {
-    /// Adds a piece; returns the whole message once `end` is set. The rest of a message whose
-    /// start went to the stream API (a reader dropped mid-message) is discarded.
-    fn push(&mut self, data: Bytes, start: bool, end: bool) -> Option<Bytes> {
-        if start && end {
-            return Some(data);
-        }
-        if start {
-            self.first = Some(data);
-            self.active = !end;
-            return None;
-        }
-        if !self.active {
-            return None;
-        }
-        self.active = !end;
-        if let Some(first) = self.first.take() {
-            self.rest.reserve(first.len() + data.len());
-            self.rest.extend_from_slice(&first);
-        }
-        self.rest.extend_from_slice(&data);
-        end.then(|| std::mem::take(&mut self.rest).freeze())
-    }
-}
+/// How many received pong payloads wait for the runtime to take them.
+const KEPT_PONGS: usize = 16;
 
 impl Connection {
-    /// A connection in the `Open` state, for the side `role` names.
+    /// A connection in the `Open` state, for the side `role` names, masking (as a client) with
+    /// keys from the thread's generator.
     pub fn new(role: Role, config: ProtoConfig) -> Self {
+        Self::with_keys(role, config, MaskKeys::new(role))
+    }
+
+    /// A connection whose masking keys come from `keys` (a seeded source makes a run repeat).
+    pub fn with_keys(role: Role, config: ProtoConfig, keys: MaskKeys) -> Self {
         Connection {
             role,
             config,
-            decoder: FrameDecoder::new(role, config.max_frame_size),
+            decoder: FrameDecoder::new(role),
             transmit: Transmit::default(),
-            assembly: Assembly::default(),
+            keys,
+            inbound: Inbound::default(),
+            timers: Timers::new(Periods {
+                ping_interval: config.ping_interval,
+                pong_timeout: config.pong_timeout,
+                idle_timeout: config.idle_timeout,
+                close_timeout: config.close_timeout,
+            }),
+            parked: false,
             sending: None,
             sent_close: false,
             received_close: false,
-            abandoned: false,
+            expired: None,
+            expiry_unreported: false,
             failure: None,
             peer_close: None,
             undelivered: None,
             counters: Stats::default(),
             data_events: 0,
-            last_pong: None,
-            unsent_pongs: Default::default(),
+            pongs: VecDeque::new(),
+            unsent_pongs: VecDeque::new(),
             unsent_pong_bytes: 0,
         }
     }
@@ -183,10 +218,15 @@ impl Connection {
         self.role
     }
 
+    /// The settings in force.
+    pub fn config(&self) -> &ProtoConfig {
+        &self.config
+    }
+
     /// The state, as a browser reports it.
     pub fn ready_state(&self) -> ReadyState {
         match (self.sent_close, self.received_close) {
-            _ if self.failure.is_some() || self.abandoned => ReadyState::Closed,
+            _ if self.failure.is_some() || self.expired.is_some() => ReadyState::Closed,
             (false, false) => ReadyState::Open,
             (true, true) => ReadyState::Closed,
             _ => ReadyState::Closing,
@@ -213,13 +253,27 @@ impl Connection {
         self.failure.as_ref()
     }
 
-    /// Whether nothing more will be received: the peer's close arrived or the connection failed.
-    /// (A close or failure may still wait to be handed out: see [`has_undelivered`](Self::has_undelivered).)
-    pub fn is_receive_done(&self) -> bool {
-        self.received_close || self.failure.is_some() || self.abandoned
+    /// Which deadline made the connection give up on the peer, if one did.
+    pub fn expired(&self) -> Option<Expired> {
+        self.expired
     }
 
-    /// Whether queued frames wait for the socket.
+    /// Whether nothing more will be decoded: the peer's close arrived, the connection failed,
+    /// or it was given up. What was decoded before may still wait to be taken.
+    pub fn is_receive_done(&self) -> bool {
+        self.received_close || self.failure.is_some() || self.expired.is_some()
+    }
+
+    /// Whether everything there was to receive was handed out: after this, `receive` yields
+    /// nothing more, ever.
+    pub fn is_drained(&self) -> bool {
+        self.is_receive_done()
+            && self.undelivered.is_none()
+            && !self.inbound.has_queued()
+            && !self.expiry_unreported
+    }
+
+    /// Whether queued frames wait for the transport.
     pub fn wants_write(&self) -> bool {
         !self.transmit.is_empty()
     }
@@ -229,26 +283,26 @@ impl Connection {
         &mut self.transmit
     }
 
-    /// Bytes accepted but not yet written to the socket.
+    /// Bytes accepted but not yet written to the transport.
     pub fn buffered_amount(&self) -> usize {
         self.transmit.buffered()
     }
 
-    /// What crossed the connection so far.
-    /// Adds bytes the runtime moved through the transport to the statistics.
-    pub fn record_wire(&mut self, received: usize, sent: usize) {
-        self.counters.bytes_received += received as u64;
-        self.counters.bytes_sent += sent as u64;
+    /// Bytes decoded for consumers that have not taken them yet (read ahead while nobody was
+    /// receiving), and the bytes of a message being assembled.
+    pub fn unread_bytes(&self) -> usize {
+        self.inbound.queued_bytes() + self.inbound.assembled_bytes()
     }
 
-    /// A counter that changes whenever data (not control frames) is sent or received.
-    pub fn data_events(&self) -> u64 {
-        self.data_events
+    /// Whether decoding waits for a consumer to claim the next message (its frame is larger
+    /// than an unclaimed message may be): reading ahead cannot progress until one asks.
+    pub fn is_parked(&self) -> bool {
+        self.parked
     }
 
-    /// The payload of the last pong received since the previous call.
-    pub fn take_pong(&mut self) -> Option<Bytes> {
-        self.last_pong.take()
+    /// The payloads of pongs received since the previous call, oldest first.
+    pub fn take_pongs(&mut self) -> impl Iterator<Item = Bytes> + '_ {
+        self.pongs.drain(..)
     }
 
     /// What crossed the connection so far.
@@ -259,120 +313,175 @@ impl Connection {
         }
     }
 
-    /// How many bytes the read buffer should hold for whole-frame decoding to progress.
-    pub fn read_wanted(&self, buffered: usize) -> usize {
-        self.decoder.wanted(buffered)
+    /// How many bytes the read buffer should hold for decoding to progress when `consumer`
+    /// asks: the rest of the frame in hand for whole frames, or a full header.
+    pub fn read_wanted(&self, buffered: usize, consumer: Option<Consumer>) -> usize {
+        match self
+            .inbound
+            .mode(consumer, self.message_limits(), self.stream_limits())
+        {
+            mode if mode.delivery == super::decoder::Delivery::WholeFrames => {
+                self.decoder.wanted(buffered)
+            }
+            _ => MAX_HEADER_LEN.max(buffered),
+        }
+    }
+
+    fn message_limits(&self) -> Limits {
+        Limits {
+            frame: Some(self.config.max_frame_size),
+            message: Some(self.config.max_message_size),
+        }
+    }
+
+    fn stream_limits(&self) -> Limits {
+        Limits {
+            frame: None,
+            message: self.config.max_stream_message_size,
+        }
     }
 
     // ----- input -----
 
-    /// Decodes the next whole message from `buf`. Control frames are handled (replies queued) and
-    /// returned too. `Ok(None)` means more bytes are needed.
-    pub fn receive_message(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, FailReason> {
-        loop {
-            // The rest of a message whose start went to the stream API (a reader dropped
-            // mid-message) is discarded, never assembled: the stream limit bounds it.
-            let limit = if self.decoder.in_message() && !self.assembly.active {
-                self.config.max_stream_message_size
-            } else {
-                Some(self.config.max_message_size)
-            };
-            match self.receive(buf, Delivery::WholeFrames, limit)? {
-                None => return Ok(None),
-                Some(Incoming::Control(message)) => return Ok(Some(message)),
-                Some(Incoming::Data {
-                    kind,
-                    data,
-                    start,
-                    end,
-                }) => {
-                    let Some(payload) = self.assembly.push(data, start, end) else {
-                        continue;
-                    };
-                    return Ok(Some(match kind {
-                        DataKind::Binary => Message::Binary(payload),
-                        DataKind::Text => Message::Text(Utf8Bytes::from_validated(payload)),
-                    }));
-                }
-            }
-        }
+    /// Records bytes the runtime moved through the transport.
+    pub fn record_wire(&mut self, received: usize, sent: usize) {
+        self.counters.bytes_received += received as u64;
+        self.counters.bytes_sent += sent as u64;
     }
 
-    /// Decodes the next piece of input for the stream API: data in chunks as it arrives, bounded
-    /// by the streamed-message limit.
-    pub fn receive_chunk(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, FailReason> {
-        self.receive(buf, Delivery::Chunks, self.config.max_stream_message_size)
-    }
-
-    /// Decodes the next piece of input. Data arrives as whole frames or chunks per `delivery`;
-    /// `message_limit` bounds data messages.
+    /// Hands `consumer` what comes next, decoding from `buf` when nothing was read ahead.
+    /// `None`: more bytes are needed (or, once [`is_drained`](Self::is_drained), nothing more
+    /// will come). Control frames are handled (replies queued) whoever receives them; the
+    /// message API is handed them too, the stream API only the close.
+    ///
+    /// A close or failure is handed out once its reply has been written (the transmit queue
+    /// is empty), so a caller that stops after it has not left the peer unanswered. A failure
+    /// is handed out as `Err`, then nothing more.
     pub fn receive(
         &mut self,
         buf: &mut BytesMut,
-        delivery: Delivery,
-        message_limit: Option<usize>,
-    ) -> Result<Option<Incoming>, FailReason> {
-        if self.undelivered.is_some() {
-            if !self.transmit.is_empty() {
-                return Ok(None);
-            }
-            return match self.undelivered.take() {
-                Some(Undelivered::Close(frame)) => {
-                    Ok(Some(Incoming::Control(Message::Close(frame))))
+        consumer: Consumer,
+    ) -> Option<Result<Received, FailReason>> {
+        loop {
+            match self.inbound.pop(consumer) {
+                Ok(Some(received)) => return Some(Ok(received)),
+                Ok(None) => {}
+                Err(reason) => {
+                    self.fail(reason);
+                    continue;
                 }
-                Some(Undelivered::Failure(reason)) => Err(reason),
-                None => Ok(None),
-            };
+            }
+            if self.expiry_unreported {
+                return None; // the runtime reports its own error, see `take_expiry`
+            }
+            if let Some(undelivered) = self.take_undelivered() {
+                return Some(undelivered);
+            }
+            self.parked = false;
+            match self.decode_one(buf, Some(consumer)) {
+                Step::Delivered(received) => return Some(Ok(received)),
+                Step::Continue => {}
+                Step::Blocked => return None,
+            }
         }
+    }
+
+    /// Decodes what `buf` holds for nobody in particular, while the application is not
+    /// receiving: control frames are handled at once (pongs queued, the peer's close echoed,
+    /// a violation failed with its close code); data is kept for the consumer that asks next.
+    /// Stops at the first frame larger than an unclaimed message may be (see
+    /// [`is_parked`](Self::is_parked)). The runtime bounds how much it reads ahead with
+    /// [`unread_bytes`](Self::unread_bytes).
+    pub fn read_ahead(&mut self, buf: &mut BytesMut) {
+        while !self.parked && self.undelivered.is_none() {
+            if let Step::Blocked = self.decode_one(buf, None) {
+                break;
+            }
+        }
+    }
+
+    /// The failure or close that ended receiving, once everything before it was taken and its
+    /// reply was written.
+    fn take_undelivered(&mut self) -> Option<Result<Received, FailReason>> {
+        if self.undelivered.is_none() || !self.transmit.is_empty() || self.inbound.has_queued() {
+            return None;
+        }
+        match self.undelivered.take()? {
+            Undelivered::Close(frame) => Some(Ok(Received::Message(Message::Close(frame)))),
+            Undelivered::Failure(reason) => Some(Err(reason)),
+        }
+    }
+
+    /// Decodes one frame (or chunk) from `buf` and routes it.
+    fn decode_one(&mut self, buf: &mut BytesMut, consumer: Option<Consumer>) -> Step {
         if self.is_receive_done() {
-            return Ok(None);
+            return Step::Blocked;
         }
-        let decoded = match self.decoder.decode(buf, delivery, message_limit) {
-            Ok(Some(d)) => d,
-            Ok(None) => return Ok(None),
+        let mode = self
+            .inbound
+            .mode(consumer, self.message_limits(), self.stream_limits());
+        if mode.park_on_excess && self.decoder.next_exceeds(buf, mode.limits) {
+            self.parked = true;
+            return Step::Blocked;
+        }
+        let decoded = match self.decoder.decode(buf, mode.delivery, mode.limits) {
+            Ok(Some(decoded)) => decoded,
+            Ok(None) => return Step::Blocked,
             Err(reason) => {
                 self.fail(reason);
-                return self.receive(buf, delivery, message_limit);
+                return Step::Continue;
             }
         };
-        match decoded {
+        let event = match decoded {
             Decoded::Data {
                 kind,
                 data,
                 start,
                 end,
+                utf8,
             } => {
                 self.counters.payload_bytes_received += data.len() as u64;
                 self.data_events += 1;
                 if end {
                     self.counters.messages_received += 1;
                 }
-                Ok(Some(Incoming::Data {
-                    kind,
-                    data,
-                    start,
-                    end,
-                }))
+                Event::Data {
+                    chunk: Chunk {
+                        kind,
+                        data,
+                        start,
+                        end,
+                    },
+                    utf8,
+                }
             }
             Decoded::Control { opcode, payload } => {
                 self.counters.payload_bytes_received += payload.len() as u64;
                 match self.handle_control(opcode, payload) {
-                    Some(message) => Ok(Some(Incoming::Control(message))),
+                    Some(message) => Event::Control(message),
                     // A close or a failure: handed out once its reply has been written.
-                    None => self.receive(buf, delivery, message_limit),
+                    None => return Step::Continue,
                 }
+            }
+        };
+        match self.inbound.route(event, consumer) {
+            Ok(Some(received)) => Step::Delivered(received),
+            Ok(None) => Step::Continue,
+            Err(reason) => {
+                self.fail(reason);
+                Step::Continue
             }
         }
     }
 
-    /// Handles a control frame; pings and pongs are returned at once, a close (or a bad close
-    /// payload) is parked in `undelivered`.
+    /// Handles a control frame; pings and pongs are returned, a close (or a bad close payload)
+    /// is parked in `undelivered`.
     fn handle_control(&mut self, opcode: OpCode, payload: Bytes) -> Option<Message> {
         match opcode {
             OpCode::Ping => {
                 if !self.sent_close {
                     let start = self.transmit.end_position();
-                    self.queue_frame(true, OpCode::Pong, payload.clone());
+                    self.queue_frame(OpCode::Pong, payload.clone());
                     let end = self.transmit.end_position();
                     self.unsent_pongs.push_back((end, (end - start) as usize));
                     self.unsent_pong_bytes += (end - start) as usize;
@@ -380,7 +489,10 @@ impl Connection {
                 Some(Message::Ping(payload))
             }
             OpCode::Pong => {
-                self.last_pong = Some(payload.clone());
+                if self.pongs.len() == KEPT_PONGS {
+                    self.pongs.pop_front();
+                }
+                self.pongs.push_back(payload.clone());
                 Some(Message::Pong(payload))
             }
             _ => {
@@ -407,7 +519,7 @@ impl Connection {
     /// Fails the connection: queues a close with the reason's code, stops receiving, and hands
     /// the reason out once the close has been written.
     pub fn fail(&mut self, reason: FailReason) {
-        if self.failure.is_some() {
+        if self.failure.is_some() || self.expired.is_some() {
             return;
         }
         if !self.sent_close {
@@ -418,14 +530,64 @@ impl Connection {
         self.undelivered = Some(Undelivered::Failure(reason));
     }
 
-    /// Gives up on the peer for a reason of the runtime's (a timeout): queues `frame` as the
-    /// close (unless one was sent) and stops receiving and sending. Nothing is handed out: the
-    /// runtime reports its own error.
-    pub fn fail_locally(&mut self, frame: CloseFrame) {
-        if !self.sent_close && self.failure.is_none() {
-            self.queue_close(Some(&frame));
+    /// A stream reader let go of its message before the end: the rest is discarded.
+    pub fn abandon_stream(&mut self) {
+        self.inbound.abandon_stream();
+    }
+
+    /// Whether the timers want the next `now` rather than their next deadline (the closing
+    /// handshake began, the keepalive watch has not started, or a keepalive ping was just
+    /// answered): the runtime then calls
+    /// [`handle_timeout`](Self::handle_timeout) with the time.
+    pub fn needs_now(&self) -> bool {
+        self.expired.is_none() && self.timers.needs_now(self.activity())
+    }
+
+    fn activity(&self) -> Activity {
+        Activity {
+            frames_received: self.decoder.frames_decoded(),
+            data_events: self.data_events,
         }
-        self.abandoned = true;
+    }
+
+    /// The next deadline, at which the runtime calls [`handle_timeout`](Self::handle_timeout).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.expired.is_some() {
+            return None;
+        }
+        self.timers.next_deadline()
+    }
+
+    /// Time passed: sets pending deadlines from `now`, sends a keepalive ping when one is due,
+    /// and gives up on the peer when a deadline has passed (a pong or idle timeout also queues
+    /// a close with 1001). See [`expired`](Self::expired).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.expired.is_some() {
+            return;
+        }
+        match self.timers.check(now, self.activity()) {
+            Some(Due::Ping) if !self.sent_close => self.queue_frame(OpCode::Ping, Bytes::new()),
+            None | Some(Due::Ping) => {}
+            Some(Due::Expired(expired)) => {
+                if expired != Expired::Close && !self.sent_close && self.failure.is_none() {
+                    self.queue_close(Some(&CloseFrame::new(CloseCode::GOING_AWAY, "")));
+                }
+                // A close timeout after the peer's close (only our close or the transport's
+                // end was awaited) ends the connection quietly; any other is reported.
+                self.expiry_unreported = !(expired == Expired::Close && self.is_receive_done());
+                self.expired = Some(expired);
+            }
+        }
+    }
+
+    /// Takes the expiry to report, once: the deadline that ended the connection before the
+    /// peer's close arrived.
+    pub fn take_expiry(&mut self) -> Option<Expired> {
+        if !self.expiry_unreported {
+            return None;
+        }
+        self.expiry_unreported = false;
+        self.expired
     }
 
     /// Bytes of pong replies queued and not yet written. Only these, not queued data, should
@@ -443,16 +605,50 @@ impl Connection {
         self.unsent_pong_bytes
     }
 
-    /// Whether a close or failure waits to be handed out (after the transmit queue drains).
+    /// Whether a close or failure waits to be handed out.
     pub fn has_undelivered(&self) -> bool {
         self.undelivered.is_some()
+    }
+
+    /// Payload bytes that may be read straight into a stream reader's buffer: non-zero only
+    /// inside a data frame of the message a reader holds, with nothing buffered.
+    pub(crate) fn direct_len(&self, buffered: usize) -> u64 {
+        if self.is_receive_done()
+            || self.undelivered.is_some()
+            || self.inbound.has_queued()
+            || !self.inbound.streaming()
+        {
+            return 0;
+        }
+        self.decoder.direct_len(buffered)
+    }
+
+    /// Takes payload bytes read straight into a reader's buffer (unmasking and validating them
+    /// in place). On a violation the connection fails as in [`receive`](Self::receive), which
+    /// then hands the reason out, and `None` is returned.
+    pub(crate) fn consume_direct(&mut self, data: &mut [u8]) -> Option<DirectChunk> {
+        match self.decoder.consume_direct(data) {
+            Ok(chunk) => {
+                self.counters.payload_bytes_received += data.len() as u64;
+                self.data_events += 1;
+                if chunk.end {
+                    self.counters.messages_received += 1;
+                    self.inbound.direct_message_ended();
+                }
+                Some(chunk)
+            }
+            Err(reason) => {
+                self.fail(reason);
+                None
+            }
+        }
     }
 
     // ----- output -----
 
     /// Queues a whole message. Pings and pongs must be at most 125 bytes; `Close` is
     /// [`close`](Self::close).
-    pub fn send_message(&mut self, message: Message) -> Result<(), Error> {
+    pub fn send_message(&mut self, message: Message) -> Result<(), SendError> {
         match message {
             Message::Text(text) => self.send_whole(DataKind::Text, text.into_bytes()),
             Message::Binary(data) => self.send_whole(DataKind::Binary, data),
@@ -462,18 +658,18 @@ impl Connection {
         }
     }
 
-    fn send_whole(&mut self, kind: DataKind, payload: Bytes) -> Result<(), Error> {
+    fn send_whole(&mut self, kind: DataKind, payload: Bytes) -> Result<(), SendError> {
         self.check_can_send()?;
         if self.sending.is_some() {
             return Err(UsageError::MessageInProgress.into());
         }
         self.counters.messages_sent += 1;
         self.data_events += 1;
-        self.queue_frame(true, data_opcode(kind), payload);
+        self.queue_frame(data_opcode(kind), payload);
         Ok(())
     }
 
-    fn fragment_opcode(&self, kind: DataKind) -> Result<OpCode, Error> {
+    fn fragment_opcode(&self, kind: DataKind) -> Result<OpCode, SendError> {
         self.check_can_send()?;
         match self.sending {
             Some(current) if current == kind => Ok(OpCode::Continuation),
@@ -492,15 +688,21 @@ impl Connection {
         self.data_events += 1;
     }
 
+    /// The source of masking keys, for frames built outside the connection (streamed
+    /// fragments).
+    pub fn mask_keys(&mut self) -> &mut MaskKeys {
+        &mut self.keys
+    }
+
     /// Queues the frame `builder` holds as the next fragment of a `kind` message.
     pub fn send_built_fragment(
         &mut self,
         kind: DataKind,
         fin: bool,
         builder: &mut FragmentBuilder,
-    ) -> Result<(), Error> {
+    ) -> Result<(), SendError> {
         let opcode = self.fragment_opcode(kind)?;
-        let (frame, payload_len) = builder.take_frame(fin, opcode);
+        let (frame, payload_len) = builder.take_frame(fin, opcode, &mut self.keys);
         self.record_fragment(kind, fin, payload_len);
         self.transmit.push_encoded(frame);
         Ok(())
@@ -508,20 +710,16 @@ impl Connection {
 
     /// The header of the next fragment of a `kind` message with `len` payload bytes, for a
     /// runtime that writes the payload from the caller's memory itself (servers only: a client's
-    /// payload must be masked, so it always goes through a buffer). Changes nothing: call
+    /// payload must be masked, so it always goes through a buffer; and only with nothing
+    /// queued, which the runtime checks). Changes nothing: call
     /// [`commit_direct_fragment`](Self::commit_direct_fragment) once part of it is written.
-    pub fn direct_fragment_header(
+    pub(crate) fn direct_fragment_header(
         &self,
         kind: DataKind,
         fin: bool,
         len: usize,
-    ) -> Result<([u8; MAX_HEADER_LEN], usize), Error> {
-        debug_assert_eq!(self.role, Role::Server);
-        if !self.transmit.is_empty() {
-            return Err(Error::Io(std::io::Error::other(
-                "direct frames need an empty transmit queue",
-            )));
-        }
+    ) -> Result<([u8; MAX_HEADER_LEN], usize), SendError> {
+        debug_assert!(self.role == Role::Server && self.transmit.is_empty());
         let opcode = self.fragment_opcode(kind)?;
         let header = FrameHeader {
             fin,
@@ -538,7 +736,7 @@ impl Connection {
     /// Records a fragment begun with [`direct_fragment_header`](Self::direct_fragment_header);
     /// `unwritten` is what the runtime could not write of it (the tail of header and payload),
     /// which is queued so the frame completes.
-    pub fn commit_direct_fragment(
+    pub(crate) fn commit_direct_fragment(
         &mut self,
         kind: DataKind,
         fin: bool,
@@ -549,51 +747,22 @@ impl Connection {
         self.transmit.push_encoded(unwritten);
     }
 
-    /// Payload bytes that may be read straight into a caller's buffer; see
-    /// [`FrameDecoder::direct_len`].
-    pub fn direct_len(&self, buffered: usize) -> u64 {
-        if self.is_receive_done() || self.undelivered.is_some() {
-            return 0;
-        }
-        self.decoder.direct_len(buffered)
-    }
-
-    /// Takes payload bytes read straight into a caller's buffer (unmasking and validating them in
-    /// place); see [`FrameDecoder::consume_direct`]. On a violation the connection fails as in
-    /// [`receive`](Self::receive) and the error is handed out by the next `receive`.
-    pub fn consume_direct(&mut self, data: &mut [u8]) -> Result<Option<DirectChunk>, FailReason> {
-        match self.decoder.consume_direct(data) {
-            Ok(chunk) => {
-                self.counters.payload_bytes_received += data.len() as u64;
-                self.data_events += 1;
-                if chunk.end {
-                    self.counters.messages_received += 1;
-                }
-                Ok(Some(chunk))
-            }
-            Err(reason) => {
-                self.fail(reason);
-                Ok(None)
-            }
-        }
-    }
-
     /// Whether a data message sent in fragments is unfinished.
     pub fn sending_message(&self) -> bool {
         self.sending.is_some()
     }
 
-    fn send_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), Error> {
+    fn send_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), SendError> {
         self.check_can_send()?;
         if payload.len() as u64 > MAX_CONTROL_PAYLOAD {
             return Err(UsageError::ControlPayloadTooLong(payload.len()).into());
         }
-        self.queue_frame(true, opcode, payload);
+        self.queue_frame(opcode, payload);
         Ok(())
     }
 
     /// Starts the closing handshake. The code must be sendable and the reason at most 123 bytes.
-    pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+    pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
         self.check_can_send()?;
         if let Some(f) = &frame {
             if !f.code.is_sendable() {
@@ -607,27 +776,41 @@ impl Connection {
         Ok(())
     }
 
-    fn check_can_send(&self) -> Result<(), Error> {
-        if self.sent_close || self.failure.is_some() || self.abandoned {
-            return Err(Error::Closed);
+    /// Whether frames may still be queued.
+    pub fn can_send(&self) -> bool {
+        !(self.sent_close || self.failure.is_some() || self.expired.is_some())
+    }
+
+    fn check_can_send(&self) -> Result<(), SendError> {
+        if self.can_send() {
+            Ok(())
+        } else {
+            Err(SendError::Closed)
         }
-        Ok(())
     }
 
     fn queue_close(&mut self, frame: Option<&CloseFrame>) {
-        self.queue_frame(true, OpCode::Close, CloseFrame::encode(frame));
+        self.queue_frame(OpCode::Close, CloseFrame::encode(frame));
         self.sent_close = true;
+        self.timers.start_closing();
     }
 
-    fn queue_frame(&mut self, fin: bool, opcode: OpCode, payload: Bytes) {
-        let mask = match self.role {
-            Role::Client => Some(rand::random::<[u8; 4]>()),
-            Role::Server => None,
-        };
+    fn queue_frame(&mut self, opcode: OpCode, payload: Bytes) {
+        let mask = self.keys.next_key();
         self.counters.frames_sent += 1;
         self.counters.payload_bytes_sent += payload.len() as u64;
-        self.transmit.push_frame(fin, 0, opcode, mask, payload);
+        self.transmit.push_frame(true, 0, opcode, mask, payload);
     }
+}
+
+/// What one decoding step did.
+enum Step {
+    /// It produced what the consumer asked for.
+    Delivered(Received),
+    /// It took a frame (queued, handled or failed); there may be more.
+    Continue,
+    /// Nothing more can be decoded now.
+    Blocked,
 }
 
 fn data_opcode(kind: DataKind) -> OpCode {

@@ -13,7 +13,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::error::{CapacityError, FailReason, ProtocolError};
 use super::header::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use super::mask::apply_mask;
-use super::utf8::Utf8Validator;
+use super::utf8::{Utf8Proof, Utf8Validator};
 use super::Role;
 
 /// The type of a data message.
@@ -38,6 +38,8 @@ pub enum Decoded {
         start: bool,
         /// These are the message's last bytes.
         end: bool,
+        /// At the end of a text message: the proof that the whole message was valid UTF-8.
+        utf8: Option<Utf8Proof>,
     },
     /// A whole control frame.
     Control {
@@ -57,6 +59,16 @@ pub struct DirectChunk {
     pub start: bool,
     /// These were the message's last bytes.
     pub end: bool,
+}
+
+/// The sizes a data frame and a data message may reach; `None` is unbounded. They are checked
+/// as each frame header arrives, before any of the frame is buffered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    /// The largest frame payload.
+    pub frame: Option<usize>,
+    /// The largest message (all its frames together).
+    pub message: Option<usize>,
 }
 
 /// How payloads are taken.
@@ -85,7 +97,6 @@ struct PayloadState {
 #[derive(Debug)]
 pub struct FrameDecoder {
     role: Role,
-    max_frame_size: usize,
     /// RSV bits that negotiated extensions give meaning to.
     allowed_rsv: u8,
     payload: Option<PayloadState>,
@@ -97,10 +108,9 @@ pub struct FrameDecoder {
 
 impl FrameDecoder {
     /// A decoder for the side of the connection that `role` names.
-    pub fn new(role: Role, max_frame_size: usize) -> Self {
+    pub fn new(role: Role) -> Self {
         FrameDecoder {
             role,
-            max_frame_size,
             allowed_rsv: 0,
             payload: None,
             message: None,
@@ -150,10 +160,7 @@ impl FrameDecoder {
             self.payload = None;
         }
         if end {
-            self.message = None;
-            if kind == DataKind::Text {
-                self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
-            }
+            self.end_message(kind)?;
         }
         Ok(DirectChunk { kind, start, end })
     }
@@ -174,20 +181,50 @@ impl FrameDecoder {
         }
     }
 
-    /// Decodes what `buf` holds. `message_limit` bounds the size of a data message
-    /// (checked as each frame header arrives); `None` means unbounded.
+    /// Ends the data message in progress; for text, the proof that all of it was valid.
+    fn end_message(&mut self, kind: DataKind) -> Result<Option<Utf8Proof>, FailReason> {
+        self.message = None;
+        match kind {
+            DataKind::Text => match self.utf8.finish() {
+                Ok(proof) => Ok(Some(proof)),
+                Err(_) => Err(ProtocolError::InvalidUtf8.into()),
+            },
+            DataKind::Binary => Ok(None),
+        }
+    }
+
+    /// Whether the next frame header in `buf` (if one is there) is a data frame that `limits`
+    /// refuse. Nothing is consumed: a caller can wait for someone whose limits allow it.
+    pub fn next_exceeds(&self, buf: &[u8], limits: Limits) -> bool {
+        if self.payload.is_some() {
+            return false;
+        }
+        match FrameHeader::parse(buf) {
+            Ok(Some((header, _))) => {
+                !header.opcode.is_control()
+                    && matches!(
+                        self.check_limits(&header, limits),
+                        Err(FailReason::Capacity(_))
+                    )
+            }
+            _ => false,
+        }
+    }
+
+    /// Decodes what `buf` holds. `limits` bound data frames and messages (checked as each frame
+    /// header arrives).
     pub fn decode(
         &mut self,
         buf: &mut BytesMut,
         delivery: Delivery,
-        message_limit: Option<usize>,
+        limits: Limits,
     ) -> Result<Option<Decoded>, FailReason> {
         loop {
             let Some(state) = self.payload.as_mut() else {
                 let Some((header, len)) = FrameHeader::parse(buf)? else {
                     return Ok(None);
                 };
-                let starts_message = self.check_header(&header, message_limit)?;
+                let starts_message = self.check_header(&header, limits)?;
                 buf.advance(len);
                 self.frames += 1;
                 self.payload = Some(PayloadState {
@@ -245,27 +282,20 @@ impl FrameDecoder {
             if frame_done {
                 self.payload = None;
             }
-            if end {
-                self.message = None;
-                if kind == DataKind::Text {
-                    self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
-                }
-            }
+            let utf8 = if end { self.end_message(kind)? } else { None };
             return Ok(Some(Decoded::Data {
                 kind,
                 data,
                 start,
                 end,
+                utf8,
             }));
         }
     }
 
     /// Checks a header against the connection's state; returns whether it starts a message.
-    fn check_header(
-        &mut self,
-        header: &FrameHeader,
-        message_limit: Option<usize>,
-    ) -> Result<bool, FailReason> {
+    /// Changes nothing when it fails.
+    fn check_header(&mut self, header: &FrameHeader, limits: Limits) -> Result<bool, FailReason> {
         let reserved = header.rsv & !self.allowed_rsv;
         if reserved != 0 {
             return Err(ProtocolError::ReservedBitsSet(reserved).into());
@@ -278,12 +308,29 @@ impl FrameDecoder {
         if header.opcode.is_control() {
             return Ok(false);
         }
-        if header.payload_len > self.max_frame_size as u64 {
-            return Err(CapacityError::FrameTooLarge {
-                size: header.payload_len,
-                max: self.max_frame_size,
+        let (kind, size, starts) = self.check_limits(header, limits)?;
+        if starts {
+            self.utf8 = Utf8Validator::new();
+        }
+        self.message = Some((kind, size));
+        Ok(starts)
+    }
+
+    /// Checks a data frame's header against the message in progress and `limits`: its kind,
+    /// the message's size with it, and whether it starts the message.
+    fn check_limits(
+        &self,
+        header: &FrameHeader,
+        limits: Limits,
+    ) -> Result<(DataKind, u64, bool), FailReason> {
+        if let Some(max) = limits.frame {
+            if header.payload_len > max as u64 {
+                return Err(CapacityError::FrameTooLarge {
+                    size: header.payload_len,
+                    max,
+                }
+                .into());
             }
-            .into());
         }
         let (kind, so_far, starts) = match (header.opcode, self.message) {
             (OpCode::Continuation, Some((kind, so_far))) => (kind, so_far, false),
@@ -295,16 +342,12 @@ impl FrameDecoder {
             (_, None) => (DataKind::Binary, 0, true),
         };
         let size = so_far.saturating_add(header.payload_len);
-        if let Some(max) = message_limit {
+        if let Some(max) = limits.message {
             if size > max as u64 {
                 return Err(CapacityError::MessageTooLarge { size, max }.into());
             }
         }
-        if starts {
-            self.utf8 = Utf8Validator::new();
-        }
-        self.message = Some((kind, size));
-        Ok(starts)
+        Ok((kind, size, starts))
     }
 }
 
@@ -312,6 +355,11 @@ impl FrameDecoder {
 mod tests {
     use super::*;
     use crate::proto::header::MAX_HEADER_LEN;
+
+    const TEST_LIMITS: Limits = Limits {
+        frame: Some(1 << 20),
+        message: Some(1 << 20),
+    };
 
     fn frame(fin: bool, opcode: OpCode, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
         let header = FrameHeader {
@@ -341,7 +389,7 @@ mod tests {
         let mut out = Vec::new();
         for &b in wire {
             buf.extend_from_slice(&[b]);
-            while let Some(d) = dec.decode(&mut buf, delivery, Some(1 << 20))? {
+            while let Some(d) = dec.decode(&mut buf, delivery, TEST_LIMITS)? {
                 out.push(d);
             }
         }
@@ -354,8 +402,12 @@ mod tests {
         let mut wire = frame(false, OpCode::Text, key, "héllo ".as_bytes());
         wire.extend(frame(true, OpCode::Ping, key, b"p"));
         wire.extend(frame(true, OpCode::Continuation, key, "wörld".as_bytes()));
-        let mut dec = FrameDecoder::new(Role::Server, 1 << 20);
-        let got = decode_all(&mut dec, &wire, Delivery::WholeFrames).unwrap();
+        let mut dec = FrameDecoder::new(Role::Server);
+        let mut got = decode_all(&mut dec, &wire, Delivery::WholeFrames).unwrap();
+        let Some(Decoded::Data { utf8, .. }) = got.last_mut() else {
+            panic!("the message's last frame")
+        };
+        assert_eq!(utf8.take().map(|proof| proof.len()), Some(13));
         assert_eq!(
             got,
             vec![
@@ -363,7 +415,8 @@ mod tests {
                     kind: DataKind::Text,
                     data: Bytes::from("héllo "),
                     start: true,
-                    end: false
+                    end: false,
+                    utf8: None,
                 },
                 Decoded::Control {
                     opcode: OpCode::Ping,
@@ -373,7 +426,8 @@ mod tests {
                     kind: DataKind::Text,
                     data: Bytes::from("wörld"),
                     start: false,
-                    end: true
+                    end: true,
+                    utf8: None,
                 },
             ]
         );
@@ -383,7 +437,7 @@ mod tests {
     fn chunks_concatenate_to_the_payload() {
         let payload: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
         let wire = frame(true, OpCode::Binary, Some([1, 2, 3, 4]), &payload);
-        let mut dec = FrameDecoder::new(Role::Server, 1 << 20);
+        let mut dec = FrameDecoder::new(Role::Server);
         let got = decode_all(&mut dec, &wire, Delivery::Chunks).unwrap();
         let mut joined = Vec::new();
         for d in &got {
@@ -405,7 +459,7 @@ mod tests {
             b"abc\xf4\x90\x80\x80rest of a long frame",
         );
         wire.truncate(2 + 5); // only the first five payload bytes have arrived
-        let mut dec = FrameDecoder::new(Role::Client, 1 << 20);
+        let mut dec = FrameDecoder::new(Role::Client);
         let err = decode_all(&mut dec, &wire, Delivery::WholeFrames).unwrap_err();
         assert_eq!(err, FailReason::Protocol(ProtocolError::InvalidUtf8));
     }
@@ -453,13 +507,13 @@ mod tests {
             ),
         ];
         for (role, wire, want) in cases {
-            let mut dec = FrameDecoder::new(role, 1 << 20);
+            let mut dec = FrameDecoder::new(role);
             assert_eq!(
                 decode_all(&mut dec, &wire, Delivery::WholeFrames).unwrap_err(),
                 want
             );
         }
-        let mut dec = FrameDecoder::new(Role::Client, 1 << 20);
+        let mut dec = FrameDecoder::new(Role::Client);
         let wire = [
             frame(false, OpCode::Binary, None, &[0; 600_000]),
             frame(true, OpCode::Continuation, None, &[0; 600_000]),

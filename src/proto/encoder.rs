@@ -258,7 +258,7 @@ impl Transmit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::decoder::{Decoded, Delivery, FrameDecoder};
+    use crate::proto::decoder::{Decoded, Delivery, FrameDecoder, Limits};
     use crate::proto::Role;
 
     fn drain(tx: &mut Transmit, max_write: usize) -> Vec<u8> {
@@ -314,9 +314,12 @@ mod tests {
                 let wire = drain(&mut tx, max_write);
                 assert_eq!(wire.len(), total);
                 let mut buf = BytesMut::from(&wire[..]);
-                let mut dec = FrameDecoder::new(receiver, 1 << 20);
+                let mut dec = FrameDecoder::new(receiver);
                 let mut got = Vec::new();
-                while let Some(d) = dec.decode(&mut buf, Delivery::WholeFrames, None).unwrap() {
+                while let Some(d) = dec
+                    .decode(&mut buf, Delivery::WholeFrames, Limits::default())
+                    .unwrap()
+                {
                     got.push(d);
                 }
                 assert_eq!(got.len(), 5);

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::close::CloseCode;
+use super::close_code::CloseCode;
 
 /// A violation of RFC 6455 by the peer. Each one fails the connection with a close code.
 #[non_exhaustive]
@@ -159,3 +159,34 @@ impl From<CapacityError> for FailReason {
         FailReason::Capacity(e)
     }
 }
+
+/// A call that the protocol forbids.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageError {
+    /// Ping and pong payloads are at most 125 bytes.
+    ControlPayloadTooLong(usize),
+    /// A close reason is at most 123 bytes.
+    CloseReasonTooLong(usize),
+    /// This close code may not be sent.
+    InvalidCloseCode(u16),
+    /// A message is being sent in fragments; it must end before another starts.
+    MessageInProgress,
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UsageError::ControlPayloadTooLong(n) => {
+                write!(f, "control payload of {n} bytes exceeds 125")
+            }
+            UsageError::CloseReasonTooLong(n) => write!(f, "close reason of {n} bytes exceeds 123"),
+            UsageError::InvalidCloseCode(c) => write!(f, "close code {c} may not be sent"),
+            UsageError::MessageInProgress => {
+                f.write_str("another message is being sent in fragments")
+            }
+        }
+    }
+}
+
+impl std::error::Error for UsageError {}

@@ -8,13 +8,12 @@
 use bytes::{Bytes, BytesMut};
 
 use super::header::{FrameHeader, OpCode, MAX_HEADER_LEN};
+use super::keys::MaskKeys;
 use super::mask::extend_masked;
-use super::Role;
 
 /// A frame under construction.
 #[derive(Debug)]
 pub struct FragmentBuilder {
-    role: Role,
     capacity: usize,
     buf: BytesMut,
     /// The key masking the current frame (clients), chosen when its first byte arrives.
@@ -31,9 +30,8 @@ const MIN_RESERVE: usize = 16 * 1024;
 
 impl FragmentBuilder {
     /// A builder cutting frames of at most `capacity` payload bytes.
-    pub fn new(role: Role, capacity: usize) -> Self {
+    pub fn new(capacity: usize) -> Self {
         FragmentBuilder {
-            role,
             capacity: capacity.max(1),
             buf: BytesMut::new(),
             key: None,
@@ -63,8 +61,9 @@ impl FragmentBuilder {
     }
 
     /// Copies as much of `data` as fits into the current frame (masking it for a client);
-    /// returns how many bytes were taken.
-    pub fn append(&mut self, data: &[u8]) -> usize {
+    /// returns how many bytes were taken. A frame's key is drawn from `keys` when its first
+    /// byte arrives.
+    pub fn append(&mut self, data: &[u8], keys: &mut MaskKeys) -> usize {
         let take = data.len().min(self.capacity - self.payload);
         if take == 0 {
             return 0;
@@ -73,10 +72,7 @@ impl FragmentBuilder {
             self.buf.clear();
             self.buf.reserve(MAX_HEADER_LEN + self.reserve);
             self.buf.resize(MAX_HEADER_LEN, 0);
-            self.key = match self.role {
-                Role::Client => Some(rand::random()),
-                Role::Server => None,
-            };
+            self.key = keys.next_key();
         }
         match self.key {
             None => self.buf.extend_from_slice(&data[..take]),
@@ -88,14 +84,11 @@ impl FragmentBuilder {
 
     /// Cuts the current frame (possibly empty) with the given header bits; returns the encoded
     /// frame and its payload length, and starts a new frame.
-    pub fn take_frame(&mut self, fin: bool, opcode: OpCode) -> (Bytes, usize) {
+    pub fn take_frame(&mut self, fin: bool, opcode: OpCode, keys: &mut MaskKeys) -> (Bytes, usize) {
         if self.payload == 0 {
             self.buf.clear();
             self.buf.resize(MAX_HEADER_LEN, 0);
-            self.key = match self.role {
-                Role::Client => Some(rand::random()),
-                Role::Server => None,
-            };
+            self.key = keys.next_key();
         }
         let header = FrameHeader {
             fin,
@@ -122,19 +115,21 @@ impl FragmentBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::decoder::{Decoded, Delivery, FrameDecoder};
+    use crate::proto::decoder::{Decoded, Delivery, FrameDecoder, Limits};
+    use crate::proto::Role;
 
     #[test]
     fn built_frames_decode_for_both_roles() {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
         for (role, peer) in [(Role::Client, Role::Server), (Role::Server, Role::Client)] {
-            let mut builder = FragmentBuilder::new(role, 70_000);
+            let mut builder = FragmentBuilder::new(70_000);
+            let mut keys = MaskKeys::seeded(role, [7; 32]);
             let mut wire = BytesMut::new();
             let mut rest = &data[..];
             let mut first = true;
             while !rest.is_empty() {
                 // Odd-sized appends exercise mask offsets inside a frame.
-                let n = builder.append(&rest[..rest.len().min(9_999)]);
+                let n = builder.append(&rest[..rest.len().min(9_999)], &mut keys);
                 rest = &rest[n..];
                 if builder.is_full() || rest.is_empty() {
                     let op = if first {
@@ -143,15 +138,16 @@ mod tests {
                         OpCode::Continuation
                     };
                     first = false;
-                    let (frame, _) = builder.take_frame(rest.is_empty(), op);
+                    let (frame, _) = builder.take_frame(rest.is_empty(), op, &mut keys);
                     wire.extend_from_slice(&frame);
                 }
             }
-            let mut dec = FrameDecoder::new(peer, 1 << 20);
+            let mut dec = FrameDecoder::new(peer);
             let mut got = Vec::new();
             let mut ended = false;
-            while let Some(Decoded::Data { data, end, .. }) =
-                dec.decode(&mut wire, Delivery::WholeFrames, None).unwrap()
+            while let Some(Decoded::Data { data, end, .. }) = dec
+                .decode(&mut wire, Delivery::WholeFrames, Limits::default())
+                .unwrap()
             {
                 got.extend_from_slice(&data);
                 ended = end;
@@ -163,8 +159,9 @@ mod tests {
 
     #[test]
     fn empty_final_frame() {
-        let mut builder = FragmentBuilder::new(Role::Client, 16);
-        let (frame, len) = builder.take_frame(true, OpCode::Binary);
+        let mut builder = FragmentBuilder::new(16);
+        let mut keys = MaskKeys::new(Role::Client);
+        let (frame, len) = builder.take_frame(true, OpCode::Binary, &mut keys);
         assert_eq!(len, 0);
         assert_eq!(frame.len(), 6);
         assert_eq!(&frame[..2], &[0x82, 0x80]);

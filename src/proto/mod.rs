@@ -4,15 +4,23 @@
 //! plain function calls in tests and fuzz targets.
 
 pub mod close;
+mod close_code;
 pub mod connection;
 pub mod decoder;
 pub mod encoder;
 pub mod error;
 pub mod fragment;
 pub mod header;
+mod inbound;
+pub mod keys;
 pub mod mask;
 pub mod message;
+mod text;
+mod timers;
 pub mod utf8;
+
+pub use inbound::{Chunk, Consumer, Received};
+pub use timers::Expired;
 
 /// Which end of the connection this is. It decides who masks: clients mask every frame they
 /// send, servers never do.

@@ -14,6 +14,28 @@ pub struct Utf8Error;
 pub struct Utf8Validator {
     partial: [u8; 4],
     partial_len: u8,
+    /// Bytes fed since the start: what a [`Utf8Proof`] vouches for.
+    fed: u64,
+}
+
+/// Proof that a whole byte sequence of [`len`](Self::len) bytes was fed to a [`Utf8Validator`]
+/// and was valid UTF-8. Only [`Utf8Validator::finish`] makes one, which is what lets
+/// [`Utf8Bytes`](super::message::Utf8Bytes) skip a second check of bytes the decoder validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Utf8Proof {
+    len: u64,
+}
+
+impl Utf8Proof {
+    /// How many bytes were validated.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the validated sequence was empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// Length of the code point that starts with `lead`, or `None` for a byte no code point starts with.
@@ -74,6 +96,7 @@ impl Utf8Validator {
 
     /// Feeds the next piece of the message.
     pub fn feed(&mut self, mut data: &[u8]) -> Result<(), Utf8Error> {
+        self.fed += data.len() as u64;
         if self.partial_len > 0 {
             let have = usize::from(self.partial_len);
             let want = sequence_len(self.partial[0]).ok_or(Utf8Error)?;
@@ -97,12 +120,14 @@ impl Utf8Validator {
         Ok(())
     }
 
-    /// Ends the message: an unfinished code point at the end is an error.
-    pub fn finish(&mut self) -> Result<(), Utf8Error> {
+    /// Ends the message: an unfinished code point at the end is an error. On success, the proof
+    /// that everything fed since the start was valid; the validator starts over either way.
+    pub fn finish(&mut self) -> Result<Utf8Proof, Utf8Error> {
         let complete = self.partial_len == 0;
+        let len = std::mem::take(&mut self.fed);
         self.partial_len = 0;
         if complete {
-            Ok(())
+            Ok(Utf8Proof { len })
         } else {
             Err(Utf8Error)
         }
@@ -130,7 +155,14 @@ mod tests {
                     .and_then(|_| v.feed(&bytes[a..b]))
                     .and_then(|_| v.feed(&bytes[b..]))
                     .and_then(|_| v.finish());
-                assert_eq!(got, whole, "{bytes:x?} split at {a},{b}");
+                if let Ok(proof) = &got {
+                    assert_eq!(
+                        proof.len(),
+                        bytes.len() as u64,
+                        "the proof covers every byte"
+                    );
+                }
+                assert_eq!(got.map(|_| ()), whole, "{bytes:x?} split at {a},{b}");
             }
         }
         whole

@@ -46,20 +46,15 @@ pub struct ByteStream<S> {
     write: WriteState,
 }
 
-fn byte_writer(role: crate::Role, fragment_size: usize) -> WriteState {
-    WriteState::new(
-        role,
-        DataKind::Binary,
-        WriteScope::Connection,
-        fragment_size,
-    )
+fn byte_writer(fragment_size: usize) -> WriteState {
+    WriteState::new(DataKind::Binary, WriteScope::Connection, fragment_size)
 }
 
 impl<S> ByteStream<S> {
     /// Turns a connection into a byte stream.
     pub fn new(ws: WebSocket<S>) -> Self {
         let driver = ws.driver;
-        let write = byte_writer(driver.conn.role(), driver.config.get_stream_fragment_size());
+        let write = byte_writer(driver.config().get_stream_fragment_size());
         ByteStream {
             driver,
             read: ReadState::default(),
@@ -84,18 +79,18 @@ impl<S> ByteStream<S> {
 
     /// The code of the peer's close frame, once it has arrived.
     pub fn close_code(&self) -> Option<CloseCode> {
-        self.driver.conn.peer_close().map(|f| f.code)
+        self.driver.conn().peer_close().map(|f| f.code)
     }
 
     /// Bytes accepted but not yet written to the transport (buffered in the stream or queued
     /// in the connection).
     pub fn buffered_amount(&self) -> usize {
-        self.write.pending() + self.driver.conn.buffered_amount()
+        self.write.pending() + self.driver.conn().buffered_amount()
     }
 
     /// The transport.
     pub fn get_ref(&self) -> &S {
-        &self.driver.io
+        self.driver.io()
     }
 }
 
@@ -114,7 +109,7 @@ fn poll_shutdown<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Poll<io::Result<()>> {
     if !write.finished {
         // After the peer's close this fails with Closed: the stream is shut either way.
-        let _ = write.queue_final(&mut driver.conn);
+        let _ = write.queue_final(driver);
         let _ = driver.start_close(Some(CloseFrame::new(CloseCode::NORMAL, "")));
     }
     match ready!(driver.poll_flush(cx)) {
@@ -185,7 +180,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ByteReadHalf<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let state = &mut this.state;
-        this.shared.poll_with(cx, true, |driver, cx| {
+        this.shared.poll_with(cx, |driver, cx| {
             state.poll_read(driver, cx, buf, ReadScope::Connection)
         })
     }
@@ -202,27 +197,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ByteWriteHalf<S> {
         let this = self.get_mut();
         let state = &mut this.state;
         this.shared
-            .poll_with(cx, false, |driver, cx| state.poll_write(driver, cx, data))
+            .poll_with(cx, |driver, cx| state.poll_write(driver, cx, data))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let state = &mut this.state;
         this.shared
-            .poll_with(cx, false, |driver, cx| state.poll_flush(driver, cx))
+            .poll_with(cx, |driver, cx| state.poll_flush(driver, cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let state = &mut this.state;
         this.shared
-            .poll_with(cx, false, |driver, cx| poll_shutdown(driver, state, cx))
+            .poll_with(cx, |driver, cx| poll_shutdown(driver, state, cx))
     }
 }
 
 impl<S> ByteWriteHalf<S> {
     /// Bytes accepted but not yet written to the transport.
     pub fn buffered_amount(&self) -> usize {
-        self.state.pending() + self.shared.lock().conn.buffered_amount()
+        self.state.pending() + self.shared.lock().conn().buffered_amount()
     }
 }

@@ -1,13 +1,18 @@
 //! Drives a [`Connection`] over an `AsyncRead + AsyncWrite`: the one place that reads and writes.
 //!
 //! Every method is a `poll_*` that keeps all its progress in the struct, which is what makes the
-//! public async methods built on it cancel-safe.
+//! public async methods built on it cancel-safe. Whoever polls, for whatever reason, moves the
+//! connection along: a receiver writes the replies the core queued, a sender reads ahead what
+//! the peer sent (bounded), so pings are answered and the peer's close is seen whether the
+//! application reads, writes or both. The transport is always polled with the waker of
+//! [`TaskWakers`], so a reader and a writer in two tasks never take each other's wake-ups.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -15,14 +20,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
+use super::wakers::{Side, TaskWakers};
 use crate::config::Config;
-use crate::error::{Error, Timeout};
-use crate::proto::close::{CloseCode, CloseFrame};
+use crate::error::Error;
+use crate::proto::close::CloseFrame;
 use crate::proto::connection::Connection;
-use crate::proto::decoder::{DataKind, Delivery, DirectChunk};
+use crate::proto::decoder::{DataKind, DirectChunk};
 use crate::proto::encoder::MAX_IO_SLICES;
-use crate::proto::error::FailReason;
-use crate::proto::Role;
+use crate::proto::{Consumer, Received, Role};
 
 /// The largest read of the stream API. Streamed reads start at `Config::read_buffer_size`
 /// and double while reads fill the room they are given, so a bulk transfer reaches few, large
@@ -32,28 +37,34 @@ const STREAM_READ_MAX: usize = 1024 * 1024;
 /// A connection and its transport.
 #[derive(Debug)]
 pub(crate) struct Driver<S> {
-    pub(crate) io: S,
-    pub(crate) conn: Connection,
-    pub(crate) read_buf: BytesMut,
-    pub(crate) config: Config,
-    /// Deadline of the closing handshake, armed when it starts.
-    close_timer: Option<Pin<Box<Sleep>>>,
+    io: S,
+    conn: Connection,
+    read_buf: BytesMut,
+    config: Config,
+    wakers: Arc<TaskWakers>,
+    /// Wakes both sides: what the transport and the timer are polled with.
+    io_waker: Waker,
+    /// The one timer, armed at the core's next deadline.
+    timer: Option<Pin<Box<Sleep>>>,
+    timer_at: Option<std::time::Instant>,
     /// The room the next streamed read is given (see [`STREAM_READ_MAX`]).
     stream_read: usize,
-    /// The transport failed or ended; nothing more will be read.
+    /// The transport ended or failed; nothing more will be read.
     read_done: bool,
+    /// Why reading failed, for the next receiver.
+    read_error: Option<io::Error>,
     /// The write side failed; nothing more will be written.
     write_failed: bool,
+    /// A receiver waits for the replies it queued to be written.
+    reader_waits_on_replies: bool,
     /// The closing sequence finished and the end was reported.
     finished: bool,
     /// The subprotocol the handshake agreed on.
-    pub(crate) protocol: Option<String>,
+    protocol: Option<String>,
     /// The extensions the handshake agreed on (header value; empty for none).
-    pub(crate) extensions: String,
+    extensions: String,
     /// Pings sent with [`WebSocket::ping`](crate::WebSocket::ping), oldest first.
     pings: VecDeque<PendingPing>,
-    /// Keepalive and idle watch, when configured.
-    watch: Option<Box<Watch>>,
 }
 
 #[derive(Debug)]
@@ -63,107 +74,91 @@ struct PendingPing {
     reply: oneshot::Sender<Duration>,
 }
 
-/// Timers that watch the peer: keepalive pings and the idle timeout. One timer serves both;
-/// it is re-armed lazily (when it fires), so activity costs nothing on the hot path.
-#[derive(Debug)]
-struct Watch {
-    timer: Pin<Box<Sleep>>,
-    /// Frames received when the keepalive phase began.
-    frames_seen: u64,
-    /// Data events when the idle period began, and when it began.
-    data_seen: u64,
-    idle_since: Instant,
-    /// A keepalive ping is out; the deadline for any frame from the peer.
-    pong_deadline: Option<Instant>,
-    last_heard: Instant,
+/// The clock the core is given: tokio's, so that tests can pause and advance it.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
 }
 
-/// What a decode step hands the driver.
-pub(crate) type Decode<T> = fn(&mut Connection, &mut BytesMut) -> Result<Option<T>, FailReason>;
-
 impl<S> Driver<S> {
-    pub(crate) fn new(io: S, role: Role, config: Config, read_buf: BytesMut) -> Self {
+    pub(crate) fn new(
+        io: S,
+        role: Role,
+        config: Config,
+        read_buf: BytesMut,
+        protocol: Option<String>,
+        extensions: String,
+    ) -> Self {
         let read_size = config.get_read_buffer_size();
         let mut conn = Connection::new(role, config.proto());
         // Bytes read past the opening handshake are frames: count them as received.
         conn.record_wire(read_buf.len(), 0);
+        let (wakers, io_waker) = TaskWakers::new();
         Driver {
             io,
             conn,
             read_buf,
             config,
-            close_timer: None,
+            wakers,
+            io_waker,
+            timer: None,
+            timer_at: None,
             stream_read: read_size,
             read_done: false,
+            read_error: None,
             write_failed: false,
+            reader_waits_on_replies: false,
             finished: false,
-            protocol: None,
-            extensions: String::new(),
+            protocol,
+            extensions,
             pings: VecDeque::new(),
-            watch: None,
-        }
-        .with_watch()
-    }
-
-    fn with_watch(mut self) -> Self {
-        if self.config.get_ping_interval().is_some() || self.config.get_idle_timeout().is_some() {
-            let now = Instant::now();
-            let mut watch = Box::new(Watch {
-                timer: Box::pin(tokio::time::sleep_until(now)),
-                frames_seen: 0,
-                data_seen: 0,
-                idle_since: now,
-                pong_deadline: None,
-                last_heard: now,
-            });
-            let next = self.next_watch_deadline(&watch);
-            watch.timer.as_mut().reset(next);
-            self.watch = Some(watch);
-        }
-        self
-    }
-
-    fn next_watch_deadline(&self, watch: &Watch) -> Instant {
-        // Activity is only noticed when the timer fires, so it fires at least every quarter of
-        // each period: a deadline is then met within 1.25 times the configured duration, and
-        // activity itself never touches the timer.
-        let now = Instant::now();
-        let mut next = now + Duration::from_secs(86_400);
-        match (watch.pong_deadline, self.config.get_ping_interval()) {
-            (Some(deadline), _) => next = next.min(deadline),
-            (None, Some(interval)) => {
-                next = next.min((watch.last_heard + interval).min(now + interval / 4))
-            }
-            (None, None) => {}
-        }
-        if let Some(idle) = self.config.get_idle_timeout() {
-            next = next.min((watch.idle_since + idle).min(now + idle / 4));
-        }
-        next
-    }
-
-    fn arm_close_timer(&mut self) {
-        if self.close_timer.is_none() {
-            self.close_timer = Some(Box::pin(tokio::time::sleep(
-                self.config.get_close_timeout(),
-            )));
         }
     }
 
-    /// Whether the closing deadline has passed (registers for a wake-up when it has not).
-    fn close_timer_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        match &mut self.close_timer {
-            Some(timer) => timer.as_mut().poll(cx).is_ready(),
-            None => false,
-        }
+    /// The protocol state.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
-    /// Starts the closing handshake (once) and arms its deadline.
-    pub(crate) fn start_close(&mut self, frame: Option<crate::CloseFrame>) -> Result<(), Error> {
-        if !self.conn.sent_close() && self.conn.failure().is_none() {
+    /// The protocol state, to queue frames into.
+    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// The settings in force.
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The transport.
+    pub(crate) fn io(&self) -> &S {
+        &self.io
+    }
+
+    /// The transport, mutably.
+    pub(crate) fn io_mut(&mut self) -> &mut S {
+        &mut self.io
+    }
+
+    /// The subprotocol the handshake agreed on.
+    pub(crate) fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// Records the subprotocol the handshake agreed on.
+    pub(crate) fn set_protocol(&mut self, protocol: Option<String>) {
+        self.protocol = protocol;
+    }
+
+    /// The extensions the handshake agreed on.
+    pub(crate) fn extensions(&self) -> &str {
+        &self.extensions
+    }
+
+    /// Starts the closing handshake (once).
+    pub(crate) fn start_close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        if self.conn.can_send() {
             self.conn.close(frame)?;
         }
-        self.arm_close_timer();
         Ok(())
     }
 
@@ -177,11 +172,119 @@ impl<S> Driver<S> {
     pub(crate) fn is_finished(&self) -> bool {
         self.finished
     }
+
+    /// Registers the task polling `side` and returns the waker to poll the transport with.
+    fn enter(&self, cx: &Context<'_>, side: Side) -> Waker {
+        self.wakers.register(side, cx.waker());
+        self.io_waker.clone()
+    }
+
+    /// The error a send gets once nothing more can be sent: the peer's close or the violation
+    /// that failed the connection, when one did (a timeout is reported to the receiver).
+    pub(crate) fn send_error(&self) -> Error {
+        if let Some(reason) = self.conn.failure() {
+            return reason.clone().into();
+        }
+        if self.conn.received_close() {
+            return Error::PeerClosed(self.conn.peer_close().cloned());
+        }
+        Error::Closed
+    }
+
+    /// Matches received pongs against the pings sent. A pong answers the ping with the same
+    /// payload and, as a peer may answer only the latest of several pings (RFC 6455 §5.5.3),
+    /// every ping sent before it.
+    fn resolve_pings(&mut self) {
+        if self.pings.is_empty() {
+            self.conn.take_pongs().for_each(drop);
+            return;
+        }
+        let now = Instant::now();
+        let pongs: Vec<Bytes> = self.conn.take_pongs().collect();
+        for pong in pongs {
+            if let Some(at) = self.pings.iter().position(|p| p.payload == pong) {
+                for ping in self.pings.drain(..=at) {
+                    let _ = ping.reply.send(now - ping.sent);
+                }
+            }
+        }
+        if self.conn.is_receive_done() {
+            // No pong can arrive after the peer's close (or a failure): dropping the senders
+            // fails the waiting `Pong`s. (`finish` does the same when the connection ends.)
+            self.pings.clear();
+        }
+    }
+
+    /// Sends a ping whose pong resolves the returned receiver with the round-trip time.
+    pub(crate) fn send_tracked_ping(
+        &mut self,
+        payload: Bytes,
+    ) -> Result<oneshot::Receiver<Duration>, Error> {
+        self.conn
+            .send_message(crate::Message::Ping(payload.clone()))?;
+        let (reply, receiver) = oneshot::channel();
+        self.pings.retain(|p| !p.reply.is_closed());
+        self.pings.push_back(PendingPing {
+            payload,
+            sent: Instant::now(),
+            reply,
+        });
+        Ok(receiver)
+    }
+
+    /// Feeds time to the core where it needs it and arms the one timer at its next deadline.
+    /// Returns whether a deadline passed (the core may have queued a ping or given up).
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.conn.needs_now() {
+            self.conn.handle_timeout(now());
+        }
+        let mut fired = false;
+        while let Some(deadline) = self.conn.poll_timeout() {
+            let at = Instant::from_std(deadline);
+            match &mut self.timer {
+                Some(timer) if self.timer_at == Some(deadline) => {
+                    if timer.as_mut().poll(cx).is_pending() {
+                        return fired;
+                    }
+                }
+                Some(timer) => {
+                    timer.as_mut().reset(at);
+                    self.timer_at = Some(deadline);
+                    continue;
+                }
+                None => {
+                    self.timer = Some(Box::pin(tokio::time::sleep_until(at)));
+                    self.timer_at = Some(deadline);
+                    continue;
+                }
+            }
+            self.conn.handle_timeout(now());
+            fired = true;
+            if self.conn.poll_timeout() == Some(deadline) {
+                // Not due yet by the clock the core was given; look again at the next wake-up.
+                return fired;
+            }
+        }
+        if self.timer.is_some() {
+            self.timer = None;
+            self.timer_at = None;
+        }
+        fired
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+    // ----- writing -----
+
     /// Writes everything queued and flushes the transport.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let waker = self.enter(cx, Side::Write);
+        let cx = &mut Context::from_waker(&waker);
+        self.poll_background(cx);
+        self.poll_flush_all(cx)
+    }
+
+    fn poll_flush_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.write_failed {
             return Poll::Ready(Err(Error::Closed));
         }
@@ -222,10 +325,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     }
 
     /// Waits until the transmit queue is below the write buffer size, so one more message may be
-    /// queued.
+    /// queued. Fails, saying why, once nothing more can be sent.
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if self.conn.sent_close() || self.conn.failure().is_some() {
-            return Poll::Ready(Err(Error::Closed));
+        let waker = self.enter(cx, Side::Write);
+        let cx = &mut Context::from_waker(&waker);
+        self.poll_background(cx);
+        if !self.conn.can_send() {
+            return Poll::Ready(Err(self.send_error()));
         }
         while self.conn.buffered_amount() >= self.config.get_write_buffer_size() {
             // One write at a time: room for the next message is all that is needed, so a sender
@@ -241,11 +347,75 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         Poll::Ready(Ok(()))
     }
 
+    /// What a sender does for the receiving side, without ever waiting: reads ahead what the
+    /// peer sent (the core answers pings and the close, and keeps data for the next receiver,
+    /// up to `Config::read_ahead_size`), writes the replies, and runs the timers.
+    fn poll_background(&mut self, cx: &mut Context<'_>) {
+        if self.finished {
+            return;
+        }
+        let frames_before = self.conn.stats().frames_received;
+        loop {
+            let queued = self.conn.transmit().end_position();
+            self.conn.read_ahead(&mut self.read_buf);
+            if self.conn.transmit().end_position() != queued && !self.write_failed {
+                // Replies to what was read (pongs, the close echo) leave now; data the sender
+                // queued is written when it flushes, so a burst still leaves in one write.
+                if let Poll::Ready(Err(_)) = self.poll_flush_inner(cx) {
+                    self.write_failed = true;
+                }
+            }
+            if !self.may_read_ahead() {
+                break;
+            }
+            match self.poll_fill(cx, None) {
+                Poll::Pending => break,
+                Poll::Ready(Ok(0)) => {
+                    self.read_done = true;
+                    break;
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    self.read_done = true;
+                    self.read_error = Some(e);
+                    break;
+                }
+            }
+        }
+        let queued = self.conn.transmit().end_position();
+        if self.poll_timers(cx)
+            && self.conn.transmit().end_position() != queued
+            && !self.write_failed
+        {
+            // A keepalive ping or a timeout's close: on its way now.
+            if let Poll::Ready(Err(_)) = self.poll_flush_inner(cx) {
+                self.write_failed = true;
+            }
+        }
+        self.resolve_pings();
+        let replies_written = self.reader_waits_on_replies && !self.conn.wants_write();
+        if replies_written || self.conn.stats().frames_received != frames_before || self.read_done {
+            // The receiving side may wait for exactly this; no transport event will say so.
+            self.reader_waits_on_replies = false;
+            self.wakers.wake(Side::Read);
+        }
+    }
+
+    /// Whether a sender should read more from the transport for the receiving side.
+    fn may_read_ahead(&mut self) -> bool {
+        !self.read_done
+            && !self.conn.is_receive_done()
+            && !self.conn.is_parked()
+            && !self.conn.has_undelivered()
+            && self.read_buf.len() + self.conn.unread_bytes() < self.config.get_read_ahead_size()
+            && self.conn.unsent_pong_bytes() < self.config.get_write_buffer_size()
+    }
+
     /// Writes the replies the core queued (pongs, a close echo, a failure's close). Pending only
-    /// when reading must wait for them: a close or failure is handed out only once its reply is
-    /// written, and a peer that does not read our pongs is not read from either, so its pings
-    /// cannot pile up replies here. Queued data never holds reading back: two peers both
-    /// waiting to write would otherwise wait for each other forever.
+    /// when receiving must wait for them: a close or failure is handed out only once its reply
+    /// is written, and a peer that does not read our pongs is not read from either, so its
+    /// pings cannot pile up replies here. Queued data never holds receiving back: two peers
+    /// both waiting to write would otherwise wait for each other forever.
     fn poll_replies(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.write_failed {
             // Nothing queued can leave any more; dropping it lets a close or failure the core
@@ -258,7 +428,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         if !self.conn.wants_write() {
             return Poll::Ready(Ok(()));
         }
-        match self.poll_flush(cx) {
+        match self.poll_flush_all(cx) {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(e)) => {
                 if self.conn.is_receive_done() {
@@ -271,18 +441,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 }
             }
             Poll::Pending => {
-                // Closing or failed, yet the peer reads nothing: our close cannot go out. Give
-                // up on what is queued once the close timeout passes, so the end is reported.
-                if self.conn.is_receive_done() {
-                    self.arm_close_timer();
-                }
-                if self.close_timer_expired(cx) {
+                // Closing or failed, yet the peer reads nothing: our close cannot go out. The
+                // closing handshake's deadline gives up on what is queued, so the end is
+                // reported.
+                self.poll_timers(cx);
+                if self.conn.expired().is_some() {
                     self.conn.transmit().clear();
                     self.write_failed = true;
                     Poll::Ready(Ok(()))
                 } else if self.conn.has_undelivered()
                     || self.conn.unsent_pong_bytes() >= self.config.get_write_buffer_size()
                 {
+                    self.reader_waits_on_replies = true;
                     Poll::Pending
                 } else {
                     Poll::Ready(Ok(()))
@@ -291,113 +461,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         }
     }
 
-    /// Sends a ping whose pong resolves the returned receiver with the round-trip time.
-    pub(crate) fn send_tracked_ping(
-        &mut self,
-        payload: Bytes,
-    ) -> Result<oneshot::Receiver<Duration>, Error> {
-        self.conn
-            .send_message(crate::Message::Ping(payload.clone()))?;
-        let (reply, receiver) = oneshot::channel();
-        self.pings.retain(|p| !p.reply.is_closed());
-        self.pings.push_back(PendingPing {
-            payload,
-            sent: Instant::now(),
-            reply,
-        });
-        Ok(receiver)
-    }
+    // ----- receiving -----
 
-    /// Matches a received pong against the pings sent. A pong answers the ping with the same
-    /// payload and, as a peer may answer only the latest of several pings (RFC 6455 §5.5.3),
-    /// every ping sent before it.
-    fn resolve_pings(&mut self) {
-        let Some(pong) = self.conn.take_pong() else {
-            return;
-        };
-        let Some(at) = self.pings.iter().position(|p| p.payload == pong) else {
-            return;
-        };
-        let now = Instant::now();
-        for ping in self.pings.drain(..=at) {
-            let _ = ping.reply.send(now - ping.sent);
-        }
-    }
-
-    /// Checks keepalive and idle deadlines; returns the timeout that fails the connection.
-    fn poll_watch(&mut self, cx: &mut Context<'_>) -> Option<Timeout> {
-        let mut watch = self.watch.take()?;
-        let result = loop {
-            // While a keepalive ping is out the timer waits for the pong deadline; a frame that
-            // answered it restarts the interval now, not when that deadline passes.
-            let answered = watch.pong_deadline.is_some()
-                && self.conn.stats().frames_received != watch.frames_seen;
-            if !answered && watch.timer.as_mut().poll(cx).is_pending() {
-                break None;
-            }
-            let now = Instant::now();
-            let stats = self.conn.stats();
-            if stats.frames_received != watch.frames_seen {
-                watch.frames_seen = stats.frames_received;
-                watch.last_heard = now;
-                watch.pong_deadline = None;
-            }
-            if self.conn.data_events() != watch.data_seen {
-                watch.data_seen = self.conn.data_events();
-                watch.idle_since = now;
-            }
-            let timed_out = match watch.pong_deadline {
-                Some(deadline) if now >= deadline => Some(Timeout::Pong),
-                _ => self
-                    .config
-                    .get_idle_timeout()
-                    .filter(|t| now >= watch.idle_since + *t)
-                    .map(|_| Timeout::Idle),
-            };
-            if let Some(timeout) = timed_out {
-                self.conn
-                    .fail_locally(CloseFrame::new(CloseCode::GOING_AWAY, ""));
-                let _ = self.poll_flush(cx);
-                break Some(timeout);
-            }
-            if let (None, Some(interval)) = (watch.pong_deadline, self.config.get_ping_interval()) {
-                if now >= watch.last_heard + interval && !self.conn.sent_close() {
-                    let _ = self.conn.send_message(crate::Message::Ping(Bytes::new()));
-                    let _ = self.poll_flush(cx);
-                    watch.pong_deadline = Some(now + self.config.get_pong_timeout());
-                }
-            }
-            let next = self.next_watch_deadline(&watch);
-            watch.timer.as_mut().reset(next);
-        };
-        self.watch = Some(watch);
-        result
-    }
-
-    /// Reads and decodes until `decode` yields an item, the connection ends (`None`), or an error.
-    /// `delivery` sizes the reads: whole frames make room for the frame in hand, chunks never
-    /// need more than one read's worth.
-    pub(crate) fn poll_next<T>(
+    /// Reads and decodes until the core hands `consumer` something, the connection ends
+    /// (`None`), or an error.
+    pub(crate) fn poll_receive(
         &mut self,
         cx: &mut Context<'_>,
-        delivery: Delivery,
-        decode: Decode<T>,
-    ) -> Poll<Option<Result<T, Error>>> {
-        let next = self.poll_next_inner(cx, delivery, decode);
-        if !self.pings.is_empty() && self.conn.is_receive_done() {
-            // No pong can arrive after the peer's close (or a failure): dropping the senders
-            // fails the waiting `Pong`s. (`finish` does the same when the connection ends.)
-            self.pings.clear();
-        }
-        next
-    }
-
-    fn poll_next_inner<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        delivery: Delivery,
-        decode: Decode<T>,
-    ) -> Poll<Option<Result<T, Error>>> {
+        consumer: Consumer,
+    ) -> Poll<Option<Result<Received, Error>>> {
+        let waker = self.enter(cx, Side::Read);
+        let cx = &mut Context::from_waker(&waker);
         loop {
             if self.finished {
                 return Poll::Ready(None);
@@ -405,61 +479,65 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             if let Err(e) = ready!(self.poll_replies(cx)) {
                 return Poll::Ready(Some(Err(e)));
             }
-            let decoded = decode(&mut self.conn, &mut self.read_buf);
-            if !self.pings.is_empty() {
-                self.resolve_pings();
-            }
-            match decoded {
-                Ok(Some(item)) => {
+            let queued = self.conn.transmit().end_position();
+            let received = self.conn.receive(&mut self.read_buf, consumer);
+            self.resolve_pings();
+            match received {
+                Some(Ok(item)) => {
                     self.release_idle_read_buffer();
                     // A ping's pong is queued with it: start writing it now, as the caller may
                     // not poll again soon. What does not fit (or fails) waits for the next call.
                     if self.conn.wants_write() && !self.write_failed {
-                        let _ = self.poll_flush(cx);
+                        let _ = self.poll_flush_all(cx);
                     }
                     return Poll::Ready(Some(Ok(item)));
                 }
-                Err(reason) => return Poll::Ready(Some(Err(reason.into()))),
-                Ok(None) => {}
+                Some(Err(reason)) => return Poll::Ready(Some(Err(reason.into()))),
+                None if self.conn.transmit().end_position() != queued => {
+                    continue; // replies to what was decoded (a ping the stream API skips)
+                }
+                None => {}
             }
-            if self.conn.has_undelivered() && !self.write_failed {
+            if let Some(expired) = self.conn.take_expiry() {
+                self.give_up(cx);
+                return Poll::Ready(Some(Err(Error::Timeout(expired.into()))));
+            }
+            if self.conn.has_undelivered() && !self.write_failed && self.conn.wants_write() {
                 continue; // its reply is still being written
             }
-            if self.conn.is_receive_done() {
+            if self.conn.is_drained() {
                 return self.poll_finish(cx).map(|r| r.err().map(Err));
             }
-            if self.close_timer_expired(cx) {
-                self.give_up(cx);
-                return Poll::Ready(Some(Err(Error::Timeout(Timeout::Close))));
-            }
-            if self.watch.is_some() {
-                if let Some(timeout) = self.poll_watch(cx) {
-                    self.give_up(cx);
-                    return Poll::Ready(Some(Err(Error::Timeout(timeout))));
-                }
+            if self.poll_timers(cx) {
+                continue;
             }
             if self.read_done {
                 self.finish();
-                return Poll::Ready(Some(Err(Error::abnormal_closure())));
+                let error = match self.read_error.take() {
+                    Some(e) => Error::Io(e),
+                    None => Error::abnormal_closure(),
+                };
+                return Poll::Ready(Some(Err(error)));
             }
-            match ready!(self.poll_fill(cx, delivery)) {
+            match ready!(self.poll_fill(cx, Some(consumer))) {
                 Ok(0) => self.read_done = true,
                 Ok(_) => {}
                 Err(e) => {
                     self.read_done = true;
-                    self.finish();
-                    return Poll::Ready(Some(Err(Error::Io(e))));
+                    self.read_error = Some(e);
                 }
             }
         }
     }
 
-    /// Ends the connection after a timeout: closes the transport at once (what could be flushed
-    /// of our close frame was tried already), so the peer sees the end without waiting for the
+    /// Ends the connection after a deadline passed: writes what it can of the close at once,
+    /// then closes the transport, so the peer sees the end without waiting for the
     /// `WebSocket` to be dropped.
     fn give_up(&mut self, cx: &mut Context<'_>) {
         if !self.write_failed {
-            // Best effort: a transport that cannot shut down now is closed when dropped.
+            // Best effort: a transport that cannot take the close or shut down now is closed
+            // when dropped.
+            let _ = self.poll_flush_inner(cx);
             let _ = Pin::new(&mut self.io).poll_shutdown(cx);
             self.write_failed = true;
         }
@@ -467,22 +545,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     }
 
     /// After the last frame: flush, then close the transport. A server (or anyone failing the
-    /// connection) closes TCP first; a client waits for the server to close it, up to the close
-    /// timeout (RFC 6455 §7.1.1).
+    /// connection) closes TCP first; a client waits for the server to close it, within the
+    /// closing handshake's deadline (RFC 6455 §7.1.1).
     fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if !self.write_failed && ready!(self.poll_flush(cx)).is_err() {
+        if !self.write_failed && ready!(self.poll_flush_all(cx)).is_err() {
             self.finish();
             return Poll::Ready(Ok(()));
         }
         let client_waits = self.conn.role() == Role::Client && self.conn.failure().is_none();
         if client_waits {
-            self.arm_close_timer();
             while !self.read_done {
-                if self.close_timer_expired(cx) {
+                self.poll_timers(cx);
+                if self.conn.expired().is_some() {
                     break;
                 }
                 self.read_buf.clear();
-                match ready!(self.poll_fill(cx, Delivery::Chunks)) {
+                match ready!(self.poll_fill(cx, Some(Consumer::Stream))) {
                     Ok(0) | Err(_) => self.read_done = true,
                     Ok(_) => {}
                 }
@@ -497,17 +575,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         Poll::Ready(Ok(()))
     }
 
-    /// Reads more bytes into the read buffer, making room for the frame in hand when whole
-    /// frames are wanted.
-    fn poll_fill(&mut self, cx: &mut Context<'_>, delivery: Delivery) -> Poll<io::Result<usize>> {
+    /// Reads more bytes into the read buffer: room for the frame in hand when `consumer` takes
+    /// whole frames; when reading ahead for nobody, no more than the read-ahead bound allows.
+    fn poll_fill(
+        &mut self,
+        cx: &mut Context<'_>,
+        consumer: Option<Consumer>,
+    ) -> Poll<io::Result<usize>> {
         let min = self.config.get_read_buffer_size();
-        let extra = match delivery {
-            Delivery::WholeFrames => {
-                let wanted = self.conn.read_wanted(self.read_buf.len());
-                wanted.saturating_sub(self.read_buf.len()).max(min)
-            }
-            Delivery::Chunks => self.stream_read,
+        let buffered = self.read_buf.len();
+        let streaming = consumer == Some(Consumer::Stream);
+        let mut extra = if streaming {
+            self.stream_read
+        } else {
+            let wanted = self.conn.read_wanted(buffered, consumer);
+            wanted.saturating_sub(buffered).max(min)
         };
+        if consumer.is_none() {
+            let room = self
+                .config
+                .get_read_ahead_size()
+                .saturating_sub(buffered + self.conn.unread_bytes());
+            extra = extra.min(room.max(1));
+        }
         self.read_buf.reserve(extra);
         let result = tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read_buf);
         if result.is_pending() && self.read_buf.is_empty() {
@@ -517,7 +607,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         }
         if let Poll::Ready(Ok(n)) = result {
             self.conn.record_wire(n, 0);
-            if delivery == Delivery::Chunks {
+            if streaming {
                 if n >= self.stream_read {
                     self.stream_read = (self.stream_read * 2).min(STREAM_READ_MAX.max(min));
                 } else if n < self.stream_read / 4 {
@@ -538,9 +628,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     }
 }
 
-/// Reads and writes for the stream API.
+/// Reads and writes straight between the transport and a caller's buffer, for the stream API.
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
-    /// How many payload bytes may be read straight into a caller's buffer now.
+    /// How many payload bytes may be read straight into a stream reader's buffer now.
     pub(crate) fn direct_read_len(&self) -> usize {
         if self.finished || self.read_done {
             return 0;
@@ -551,13 +641,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// Reads payload straight from the transport into `dst` (at most
     /// [`direct_read_len`](Self::direct_read_len) bytes) and unmasks it there: one copy in all,
     /// kernel to caller. `Ok(None)`: nothing was taken (the connection failed on these bytes, or
-    /// the transport ended); the next [`poll_next`](Self::poll_next) reports why.
+    /// the transport ended); the next [`poll_receive`](Self::poll_receive) reports why.
     pub(crate) fn poll_read_direct(
         &mut self,
         cx: &mut Context<'_>,
         dst: &mut [u8],
     ) -> Poll<Result<Option<(usize, DirectChunk)>, Error>> {
+        let waker = self.enter(cx, Side::Read);
+        let cx = &mut Context::from_waker(&waker);
         ready!(self.poll_replies(cx))?;
+        if self.poll_timers(cx) && self.conn.wants_write() {
+            // A keepalive ping went into the queue; the next call writes it.
+            return Poll::Ready(Ok(None));
+        }
         let len = dst.len().min(self.direct_read_len());
         if len == 0 {
             return Poll::Ready(Ok(None));
@@ -565,8 +661,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         let mut read_buf = ReadBuf::new(&mut dst[..len]);
         if let Err(e) = ready!(Pin::new(&mut self.io).poll_read(cx, &mut read_buf)) {
             self.read_done = true;
-            self.finish();
-            return Poll::Ready(Err(Error::Io(e)));
+            self.read_error = Some(e);
+            return Poll::Ready(Ok(None));
         }
         let n = read_buf.filled().len();
         if n == 0 {
@@ -577,8 +673,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         Poll::Ready(Ok(self
             .conn
             .consume_direct(&mut dst[..n])
-            .ok()
-            .flatten()
             .map(|chunk| (n, chunk))))
     }
 
@@ -593,7 +687,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         fin: bool,
         data: &[u8],
     ) -> Poll<Result<usize, Error>> {
-        let (head, head_len) = self.conn.direct_fragment_header(kind, fin, data.len())?;
+        let waker = self.enter(cx, Side::Write);
+        let cx = &mut Context::from_waker(&waker);
+        let (head, head_len) = match self.conn.direct_fragment_header(kind, fin, data.len()) {
+            Ok(header) => header,
+            Err(_) => return Poll::Ready(Err(self.send_error())),
+        };
         let slices = [IoSlice::new(&head[..head_len]), IoSlice::new(data)];
         let written = match ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices)) {
             Ok(0) => Err(io::Error::from(io::ErrorKind::WriteZero)),

@@ -74,7 +74,8 @@ where
     };
     buf.advance(parsed.head_len);
     let mut ws = WebSocket::from_raw_socket(io, Role::Client, config, buf)?;
-    ws.driver.protocol = parsed.subprotocol().map(str::to_owned);
+    ws.driver
+        .set_protocol(parsed.subprotocol().map(str::to_owned));
     Ok((ws, parsed.response))
 }
 
@@ -181,7 +182,7 @@ where
         .map_err(|_elapsed| handshake_timeout())??;
     buf.advance(head_len);
     let mut ws = WebSocket::from_raw_socket(io, Role::Server, config, buf)?;
-    ws.driver.protocol = accept.protocol;
+    ws.driver.set_protocol(accept.protocol);
     Ok((ws, request))
 }
 

@@ -2,10 +2,12 @@
 
 pub(crate) mod bytestream;
 pub(crate) mod driver;
+pub(crate) mod facade;
 pub(crate) mod handshake;
 pub(crate) mod info;
 pub(crate) mod reader;
 pub(crate) mod socket;
 pub(crate) mod split;
 pub(crate) mod stream;
+pub(crate) mod wakers;
 pub(crate) mod writer;

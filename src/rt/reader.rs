@@ -11,11 +11,10 @@ use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 use super::driver::Driver;
 use super::socket::WebSocket;
 use super::split::ReadHalf;
-use super::stream::{decode_chunk, ReadScope, ReadState, Target};
+use super::stream::{ReadScope, ReadState, Target};
 use crate::error::Result;
-use crate::proto::connection::Incoming;
-use crate::proto::decoder::{DataKind, Delivery};
-use crate::proto::message::Message;
+use crate::proto::decoder::DataKind;
+use crate::proto::{Chunk, Consumer, Received};
 
 /// The bytes of one incoming message, read as they arrive: `AsyncRead` and `AsyncBufRead`,
 /// ending (EOF) with the message's last frame.
@@ -29,7 +28,10 @@ use crate::proto::message::Message;
 ///   [`Error`](crate::Error) is inside, see `io::Error::into_inner`).
 /// - A text message's bytes are UTF-8 checked as they arrive; a reader may still split a code
 ///   point between two reads.
-/// - Dropping the reader before EOF discards the rest of the message.
+/// - Dropping the reader before EOF discards the rest of the message; the connection's next
+///   receiver (of either API) gets the next message.
+/// - A message sent as one huge frame streams through like a fragmented one: the stream API
+///   has no frame limit, only `Config::max_stream_message_size`.
 ///
 /// ```no_run
 /// # async fn demo(mut ws: wsio::WebSocket<tokio::net::TcpStream>) -> std::io::Result<()> {
@@ -52,20 +54,22 @@ fn poll_message_start<S: AsyncRead + AsyncWrite + Unpin>(
     driver: &mut Driver<S>,
     cx: &mut Context<'_>,
 ) -> Poll<Option<Result<(DataKind, Bytes, bool)>>> {
+    // A reader borrows the connection, so a new call proves the previous reader is gone: the
+    // rest of its message, if it stopped early, is discarded.
+    driver.conn_mut().abandon_stream();
     loop {
-        match ready!(driver.poll_next(cx, Delivery::Chunks, decode_chunk)) {
+        match ready!(driver.poll_receive(cx, Consumer::Stream)) {
             None => return Poll::Ready(None),
             Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-            Some(Ok(Incoming::Data {
+            Some(Ok(Received::Chunk(Chunk {
                 kind,
                 data,
                 start: true,
                 end,
-            })) => return Poll::Ready(Some(Ok((kind, data, end)))),
-            // The rest of a message whose reader was dropped, or a ping or pong.
-            Some(Ok(Incoming::Data { .. })) => {}
-            Some(Ok(Incoming::Control(Message::Close(_)))) => {}
-            Some(Ok(Incoming::Control(_))) => {}
+            }))) => return Poll::Ready(Some(Ok((kind, data, end)))),
+            // The rest of a message whose reader was leaked, or the peer's close (the next
+            // poll ends the connection).
+            Some(Ok(Received::Chunk(_) | Received::Message(_))) => {}
         }
     }
 }
@@ -114,8 +118,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
     /// # Cancel safety
     /// Cancel-safe, as [`WebSocket::recv_stream`].
     pub async fn recv_stream(&mut self) -> Option<Result<MessageReader<'_, S>>> {
-        let start = poll_fn(|cx| self.shared.poll_with(cx, true, poll_message_start)).await?;
-        Some(start.map(|start| MessageReader::new(Target::Half(&self.shared, true), start)))
+        let start = poll_fn(|cx| self.shared.poll_with(cx, poll_message_start)).await?;
+        Some(start.map(|start| MessageReader::new(Target::Half(&self.shared), start)))
     }
 }
 

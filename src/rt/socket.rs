@@ -10,21 +10,23 @@ use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::driver::Driver;
+use super::facade::{application_close, PingSend, Pong};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::proto::close::{CloseCode, CloseFrame};
-use crate::proto::connection::{Connection, ReadyState, Stats};
-use crate::proto::decoder::Delivery;
-use crate::proto::error::FailReason;
+use crate::proto::connection::{ReadyState, Stats};
 use crate::proto::message::{Message, Utf8Bytes};
-use crate::proto::Role;
+use crate::proto::{Consumer, Received, Role};
 
 /// A WebSocket connection over the transport `S` (a `TcpStream`, a TLS stream, an in-memory
 /// duplex...), after the opening handshake.
 ///
 /// Receive with [`recv`](Self::recv) or as a [`Stream`] of [`Message`]s; send with
 /// [`send`](Self::send) or as a [`Sink`]. Pings are answered and the closing handshake is
-/// completed by the connection itself, whenever it is polled to receive.
+/// completed by the connection itself whenever it is polled, to receive or to send: a
+/// connection that only sends still reads ahead what the peer sends (up to
+/// `Config::read_ahead_size`), answers its pings, and notices its close (the next send then
+/// fails with [`Error::PeerClosed`]).
 ///
 /// ```no_run
 /// # async fn demo() -> wsio::Result<()> {
@@ -44,11 +46,18 @@ pub struct WebSocket<S> {
     pub(crate) driver: Driver<S>,
 }
 
-pub(crate) fn decode_message(
-    conn: &mut Connection,
-    buf: &mut BytesMut,
-) -> Result<Option<Message>, FailReason> {
-    conn.receive_message(buf)
+/// Receives the next message for the message API.
+pub(crate) fn poll_message<S: AsyncRead + AsyncWrite + Unpin>(
+    driver: &mut Driver<S>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Message>>> {
+    Poll::Ready(match ready!(driver.poll_receive(cx, Consumer::Messages)) {
+        Some(Ok(Received::Message(message))) => Some(Ok(message)),
+        // The message API is never handed chunks.
+        Some(Ok(Received::Chunk(_))) => Some(Err(Error::Closed)),
+        Some(Err(e)) => Some(Err(e)),
+        None => None,
+    })
 }
 
 impl<S> WebSocket<S> {
@@ -59,7 +68,7 @@ impl<S> WebSocket<S> {
     pub fn from_raw_socket(io: S, role: Role, config: Config, read_buf: BytesMut) -> Result<Self> {
         config.validate()?;
         Ok(WebSocket {
-            driver: Driver::new(io, role, config, read_buf),
+            driver: Driver::new(io, role, config, read_buf, None, String::new()),
         })
     }
 
@@ -68,59 +77,59 @@ impl<S> WebSocket<S> {
         if self.driver.is_finished() {
             return ReadyState::Closed;
         }
-        self.driver.conn.ready_state()
+        self.driver.conn().ready_state()
     }
 
     /// The code of the peer's close frame, once it has arrived (`None` before, or when the close
     /// frame had no code: RFC 6455 calls that 1005, "no status").
     pub fn close_code(&self) -> Option<CloseCode> {
-        self.driver.conn.peer_close().map(|f| f.code)
+        self.driver.conn().peer_close().map(|f| f.code)
     }
 
     /// The reason in the peer's close frame, once it has arrived.
     pub fn close_reason(&self) -> Option<&str> {
-        self.driver.conn.peer_close().map(|f| f.reason.as_str())
+        self.driver.conn().peer_close().map(|f| f.reason.as_str())
     }
 
     /// Bytes accepted for sending but not yet written to the transport.
     pub fn buffered_amount(&self) -> usize {
-        self.driver.conn.buffered_amount()
+        self.driver.conn().buffered_amount()
     }
 
     /// Bytes on the wire, frames, messages and payload bytes sent and received so far.
     pub fn stats(&self) -> Stats {
-        self.driver.conn.stats()
+        self.driver.conn().stats()
     }
 
     /// The subprotocol the opening handshake agreed on (`Sec-WebSocket-Protocol`), if any.
     pub fn protocol(&self) -> Option<&str> {
-        self.driver.protocol.as_deref()
+        self.driver.protocol()
     }
 
     /// The extensions the opening handshake agreed on (`Sec-WebSocket-Extensions`), as the
     /// header's value; empty when none were (wsio does not negotiate any yet).
     pub fn extensions(&self) -> &str {
-        &self.driver.extensions
+        self.driver.extensions()
     }
 
     /// Which side of the connection this is.
     pub fn role(&self) -> Role {
-        self.driver.conn.role()
+        self.driver.conn().role()
     }
 
     /// The configuration in force.
     pub fn config(&self) -> &Config {
-        &self.driver.config
+        self.driver.config()
     }
 
     /// The transport.
     pub fn get_ref(&self) -> &S {
-        &self.driver.io
+        self.driver.io()
     }
 
     /// The transport, mutably. Reading or writing it directly corrupts the connection.
     pub fn get_mut(&mut self) -> &mut S {
-        &mut self.driver.io
+        self.driver.io_mut()
     }
 }
 
@@ -141,8 +150,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Polls for the next message; see [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
-        self.driver
-            .poll_next(cx, Delivery::WholeFrames, decode_message)
+        poll_message(&mut self.driver, cx)
     }
 
     /// Sends a message and waits until it has been written to the transport.
@@ -155,27 +163,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// the message is not sent. Once queued it is sent whole by the next call that writes
     /// (`send`, `flush`, `recv`, `close`): a message is never sent in part.
     pub async fn send(&mut self, message: Message) -> Result<()> {
-        let mut message = Some(message);
-        poll_fn(|cx| {
-            if message.is_some() {
-                // Take the message only once there is room: on `Pending` it must stay here.
-                if let Err(e) = ready!(self.driver.poll_ready(cx)) {
-                    return Poll::Ready(Err(e));
-                }
-                if let Some(m) = message.take() {
-                    self.queue(m)?;
-                }
-            }
-            self.driver.poll_flush(cx)
-        })
-        .await
-    }
-
-    fn queue(&mut self, message: Message) -> Result<()> {
-        match message {
-            Message::Close(frame) => self.driver.start_close(frame),
-            other => self.driver.conn.send_message(other),
-        }
+        let mut slot = Some(message);
+        poll_fn(|cx| self.driver.poll_send(cx, &mut slot)).await
     }
 
     /// Sends a ping and returns a [`Pong`]: a future of the round-trip time, resolved when the
@@ -197,21 +186,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// ```
     ///
     /// # Cancel safety
-    /// As [`send`](Self::send): the ping is sent whole or not at all.
+    /// As [`send`](Self::send): it waits for room like `send`, and the ping is sent whole or
+    /// not at all.
     pub async fn ping(&mut self, payload: impl Into<Bytes>) -> Result<Pong> {
-        let mut payload = Some(payload.into());
-        let mut pong = None;
-        poll_fn(|cx| {
-            if let Some(p) = payload.take() {
-                if let Err(e) = ready!(self.driver.poll_ready(cx)) {
-                    return Poll::Ready(Err(e));
-                }
-                pong = Some(self.driver.send_tracked_ping(p)?);
-            }
-            self.driver.poll_flush(cx)
-        })
-        .await?;
-        Ok(Pong(pong.expect("set before the flush")))
+        let mut ping = PingSend::new(payload.into());
+        poll_fn(|cx| self.driver.poll_ping(cx, &mut ping)).await
     }
 
     /// Sends a text message. See [`send`](Self::send).
@@ -251,11 +230,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Cancel-safe: the close frame is queued at once and the handshake resumes on the next
     /// call that polls the connection.
     pub async fn close(&mut self, code: impl Into<CloseCode>, reason: &str) -> Result<()> {
-        let code = code.into();
-        if !code.is_allowed_for_application() {
-            return Err(crate::error::UsageError::InvalidCloseCode(code.0).into());
-        }
-        self.close_with(Some(CloseFrame::new(code, reason))).await
+        let frame = application_close(code.into(), reason)?;
+        self.close_with(Some(frame)).await
     }
 
     /// Closes the connection with `frame` (or an empty close frame) and waits for the closing
@@ -268,33 +244,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Ok(());
         }
         self.driver.start_close(frame)?;
-        poll_fn(|cx| loop {
-            match ready!(self
-                .driver
-                .poll_next(cx, Delivery::WholeFrames, decode_message))
-            {
-                None => return Poll::Ready(Ok(())),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Poll::Ready(Err(e)),
-            }
-        })
-        .await
-    }
-}
-
-/// The round-trip time of a ping, from [`WebSocket::ping`]: resolves when the pong arrives,
-/// with an error of kind `Closed` if the connection ends first.
-#[derive(Debug)]
-#[must_use = "a Pong does nothing unless awaited"]
-pub struct Pong(pub(crate) tokio::sync::oneshot::Receiver<std::time::Duration>);
-
-impl std::future::Future for Pong {
-    type Output = Result<std::time::Duration>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|r| r.map_err(|_| Error::Closed))
+        poll_fn(|cx| self.driver.poll_closed(cx)).await
     }
 }
 
@@ -314,7 +264,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
-        self.get_mut().queue(item)
+        self.get_mut().driver.queue(item)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
@@ -324,14 +274,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
     /// Sends a close frame (1000) if none was sent, and flushes. To wait for the peer's reply,
     /// keep polling the stream side until it ends, or use [`WebSocket::close`].
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let this = self.get_mut();
-        if !this.driver.conn.sent_close()
-            && this.driver.conn.failure().is_none()
-            && !this.driver.is_finished()
-        {
-            this.driver
-                .start_close(Some(CloseFrame::new(CloseCode::NORMAL, "")))?;
-        }
-        this.driver.poll_flush(cx)
+        self.get_mut().driver.poll_sink_close(cx)
     }
 }

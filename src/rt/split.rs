@@ -1,13 +1,16 @@
 //! Owned read and write halves of a [`WebSocket`], for two tasks.
 //!
 //! Both halves drive one [`Driver`] behind a mutex that is held only inside a poll, never across
-//! an `.await`. The read half writes too (pongs, the close echo), so both halves may wait on the
-//! transport's write readiness, which keeps one waker: writes are therefore polled with a waker
-//! that wakes both halves, and neither can miss its turn.
+//! an `.await`. Each half registers its task's waker on its own side of the driver, which polls
+//! the transport with a waker that wakes both (see `rt/wakers.rs`), so neither half can take the
+//! other's wake-up. The generic splitters (`futures::StreamExt::split`, `tokio::io::split`) are
+//! just as safe; these halves add what a generic splitter cannot: `recv`, `send`, `ping`,
+//! `close` and the stream API on each half, and the halves answer pings and the peer's close
+//! whichever of them is polled.
 
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{ready, Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_core::Stream;
@@ -15,54 +18,22 @@ use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::driver::Driver;
-use super::socket::{decode_message, WebSocket};
+use super::facade::{application_close, PingSend};
+use super::socket::{poll_message, WebSocket};
 use crate::error::{Error, Result};
-use crate::proto::close::{CloseCode, CloseFrame};
+use crate::proto::close::CloseCode;
 use crate::proto::connection::ReadyState;
-use crate::proto::decoder::Delivery;
 use crate::proto::message::{Message, Utf8Bytes};
-
-#[derive(Debug, Default)]
-struct BothWakers {
-    reader: Mutex<Option<Waker>>,
-    writer: Mutex<Option<Waker>>,
-}
-
-impl BothWakers {
-    fn set(slot: &Mutex<Option<Waker>>, waker: &Waker) {
-        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
-        match &*slot {
-            Some(w) if w.will_wake(waker) => {}
-            _ => *slot = Some(waker.clone()),
-        }
-    }
-}
-
-impl Wake for BothWakers {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        for slot in [&self.reader, &self.writer] {
-            if let Some(w) = slot.lock().unwrap_or_else(PoisonError::into_inner).take() {
-                w.wake();
-            }
-        }
-    }
-}
 
 #[derive(Debug)]
 pub(crate) struct Shared<S> {
     driver: Mutex<Driver<S>>,
-    wakers: Arc<BothWakers>,
 }
 
 impl<S> Shared<S> {
     pub(crate) fn new(driver: Driver<S>) -> Arc<Self> {
         Arc::new(Shared {
             driver: Mutex::new(driver),
-            wakers: Arc::default(),
         })
     }
 
@@ -71,31 +42,20 @@ impl<S> Shared<S> {
         self.driver.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs `f` with the driver and a context whose waker wakes both halves.
+    /// Runs `f` with the driver.
     pub(crate) fn poll_with<R>(
         &self,
         cx: &mut Context<'_>,
-        reader: bool,
         f: impl FnOnce(&mut Driver<S>, &mut Context<'_>) -> R,
     ) -> R {
-        BothWakers::set(
-            if reader {
-                &self.wakers.reader
-            } else {
-                &self.wakers.writer
-            },
-            cx.waker(),
-        );
-        let waker = Waker::from(self.wakers.clone());
-        let mut shared_cx = Context::from_waker(&waker);
-        f(&mut self.lock(), &mut shared_cx)
+        f(&mut self.lock(), cx)
     }
 }
 
 /// The receiving half of a [`WebSocket`], from [`WebSocket::into_split`].
 ///
 /// It answers pings and completes the closing handshake by itself, even when the write half is
-/// idle.
+/// idle; the write half does the same while this half is idle.
 #[derive(Debug)]
 pub struct ReadHalf<S> {
     pub(crate) shared: Arc<Shared<S>>,
@@ -122,6 +82,11 @@ impl<S: std::fmt::Debug> std::error::Error for ReuniteError<S> {}
 impl<S> WebSocket<S> {
     /// Splits the connection into a read half and a write half that can be moved to different
     /// tasks. The halves share the connection behind a lock taken only while one is polled.
+    ///
+    /// Prefer these halves to a generic splitter (`futures::StreamExt::split`) when a task needs
+    /// more than the `Stream` or the `Sink`: they have `recv_stream`, `send_stream`, `ping`
+    /// with its `Pong`, `close`, and the connection's state on each half. Both work under load
+    /// in both directions: every poll registers its task on its own side of the connection.
     pub fn into_split(self) -> (ReadHalf<S>, WriteHalf<S>) {
         let shared = Shared::new(self.driver);
         (
@@ -155,20 +120,20 @@ impl<S> ReadHalf<S> {
         if driver.is_finished() {
             ReadyState::Closed
         } else {
-            driver.conn.ready_state()
+            driver.conn().ready_state()
         }
     }
 
     /// The code of the peer's close frame, once received.
     pub fn close_code(&self) -> Option<CloseCode> {
-        self.shared.lock().conn.peer_close().map(|f| f.code)
+        self.shared.lock().conn().peer_close().map(|f| f.code)
     }
 
     /// The reason in the peer's close frame, once received.
     pub fn close_reason(&self) -> Option<String> {
         self.shared
             .lock()
-            .conn
+            .conn()
             .peer_close()
             .map(|f| f.reason.as_str().to_owned())
     }
@@ -185,9 +150,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
 
     /// Polls for the next message; see [`WebSocket::recv`].
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
-        self.shared.poll_with(cx, true, |d, cx| {
-            d.poll_next(cx, Delivery::WholeFrames, decode_message)
-        })
+        self.shared.poll_with(cx, poll_message)
     }
 }
 
@@ -202,7 +165,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for ReadHalf<S> {
 impl<S> WriteHalf<S> {
     /// Bytes accepted for sending but not yet written to the transport.
     pub fn buffered_amount(&self) -> usize {
-        self.shared.lock().conn.buffered_amount()
+        self.shared.lock().conn().buffered_amount()
     }
 }
 
@@ -212,45 +175,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WriteHalf<S> {
     /// # Cancel safety
     /// As [`WebSocket::send`]: a message is queued whole or not at all.
     pub async fn send(&mut self, message: Message) -> Result<()> {
-        let mut message = Some(message);
+        let mut slot = Some(message);
         poll_fn(|cx| {
-            self.shared.poll_with(cx, false, |d, cx| {
-                if message.is_some() {
-                    // Take the message only once there is room: on `Pending` it must stay here.
-                    if let Err(e) = ready!(d.poll_ready(cx)) {
-                        return Poll::Ready(Err(e));
-                    }
-                    if let Some(m) = message.take() {
-                        queue(d, m)?;
-                    }
-                }
-                d.poll_flush(cx)
-            })
+            self.shared
+                .poll_with(cx, |d, cx| d.poll_send(cx, &mut slot))
         })
         .await
     }
 
     /// Sends a ping; the returned [`Pong`](crate::Pong) resolves with the round-trip time when
-    /// the read half receives the matching pong. See [`WebSocket::ping`].
+    /// the matching pong arrives. See [`WebSocket::ping`].
     ///
     /// # Cancel safety
-    /// As [`WebSocket::send`].
+    /// As [`WebSocket::ping`].
     pub async fn ping(&mut self, payload: impl Into<Bytes>) -> Result<crate::Pong> {
-        let mut payload = Some(payload.into());
-        let mut pong = None;
+        let mut ping = PingSend::new(payload.into());
         poll_fn(|cx| {
-            self.shared.poll_with(cx, false, |d, cx| {
-                if let Some(p) = payload.take() {
-                    if let Err(e) = ready!(d.poll_ready(cx)) {
-                        return Poll::Ready(Err(e));
-                    }
-                    pong = Some(d.send_tracked_ping(p)?);
-                }
-                d.poll_flush(cx)
-            })
+            self.shared
+                .poll_with(cx, |d, cx| d.poll_ping(cx, &mut ping))
         })
-        .await?;
-        Ok(crate::Pong(pong.expect("set before the flush")))
+        .await
     }
 
     /// Sends a text message; see [`WebSocket::send`].
@@ -276,21 +220,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WriteHalf<S> {
     /// # Cancel safety
     /// Cancel-safe: the close frame is queued at once and written by the next poll of either half.
     pub async fn close(&mut self, code: impl Into<CloseCode>, reason: &str) -> Result<()> {
-        let code = code.into();
-        if !code.is_allowed_for_application() {
-            return Err(crate::error::UsageError::InvalidCloseCode(code.0).into());
-        }
-        self.shared
-            .lock()
-            .start_close(Some(CloseFrame::new(code, reason)))?;
-        poll_fn(|cx| self.shared.poll_with(cx, false, |d, cx| d.poll_flush(cx))).await
-    }
-}
-
-fn queue<S>(driver: &mut Driver<S>, message: Message) -> Result<()> {
-    match message {
-        Message::Close(frame) => driver.start_close(frame),
-        other => driver.conn.send_message(other),
+        let frame = application_close(code.into(), reason)?;
+        self.shared.lock().start_close(Some(frame))?;
+        poll_fn(|cx| self.shared.poll_with(cx, |d, cx| d.poll_flush(cx))).await
     }
 }
 
@@ -298,23 +230,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WriteHalf<S> {
     type Error = Error;
 
     fn poll_ready(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.shared.poll_with(cx, false, |d, cx| d.poll_ready(cx))
+        self.shared.poll_with(cx, |d, cx| d.poll_ready(cx))
     }
 
     fn start_send(self: std::pin::Pin<&mut Self>, item: Message) -> Result<()> {
-        queue(&mut self.shared.lock(), item)
+        self.shared.lock().queue(item)
     }
 
     fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.shared.poll_with(cx, false, |d, cx| d.poll_flush(cx))
+        self.shared.poll_with(cx, |d, cx| d.poll_flush(cx))
     }
 
     fn poll_close(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.shared.poll_with(cx, false, |d, cx| {
-            if !d.conn.sent_close() && d.conn.failure().is_none() && !d.is_finished() {
-                d.start_close(Some(CloseFrame::new(CloseCode::NORMAL, "")))?;
-            }
-            d.poll_flush(cx)
-        })
+        self.shared.poll_with(cx, |d, cx| d.poll_sink_close(cx))
     }
 }

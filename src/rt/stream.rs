@@ -7,19 +7,17 @@
 use std::io;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::driver::Driver;
 use super::split::Shared;
 use crate::error::Error;
-use crate::proto::connection::{Connection, Incoming};
-use crate::proto::decoder::{DataKind, Delivery};
-use crate::proto::error::FailReason;
+use crate::proto::decoder::DataKind;
 use crate::proto::fragment::FragmentBuilder;
 use crate::proto::message::Message;
 use crate::proto::utf8::Utf8Validator;
-use crate::proto::Role;
+use crate::proto::{Chunk, Consumer, Received, Role};
 
 /// Below this much room in the caller's buffer, payload is read through the connection's own
 /// buffer: many tiny reads from the socket would cost more than the copy they save.
@@ -33,8 +31,8 @@ const DIRECT_WRITE_MIN: usize = 16 * 1024;
 pub(crate) enum Target<'a, S> {
     /// A whole `WebSocket`, borrowed.
     Socket(&'a mut Driver<S>),
-    /// A split half's shared connection; `reader` says which half polls.
-    Half(&'a Shared<S>, bool),
+    /// A split half's shared connection.
+    Half(&'a Shared<S>),
 }
 
 impl<S> Target<'_, S> {
@@ -45,23 +43,16 @@ impl<S> Target<'_, S> {
     ) -> R {
         match self {
             Target::Socket(driver) => f(driver, cx),
-            Target::Half(shared, reader) => shared.poll_with(cx, *reader, f),
+            Target::Half(shared) => shared.poll_with(cx, f),
         }
     }
 
     pub(crate) fn with<R>(&mut self, f: impl FnOnce(&mut Driver<S>) -> R) -> R {
         match self {
             Target::Socket(driver) => f(driver),
-            Target::Half(shared, _) => f(&mut shared.lock()),
+            Target::Half(shared) => f(&mut shared.lock()),
         }
     }
-}
-
-pub(crate) fn decode_chunk(
-    conn: &mut Connection,
-    buf: &mut BytesMut,
-) -> Result<Option<Incoming>, FailReason> {
-    conn.receive_chunk(buf)
 }
 
 fn closed_mid_message() -> io::Error {
@@ -108,8 +99,8 @@ impl ReadState {
             if self.at_eof(scope) {
                 return Poll::Ready(Ok(false));
             }
-            let incoming = match ready!(driver.poll_next(cx, Delivery::Chunks, decode_chunk)) {
-                Some(Ok(incoming)) => incoming,
+            let received = match ready!(driver.poll_receive(cx, Consumer::Stream)) {
+                Some(Ok(received)) => received,
                 Some(Err(e)) => return Poll::Ready(Err(e.into())),
                 None if scope == ReadScope::Connection => {
                     self.closed = true;
@@ -117,11 +108,16 @@ impl ReadState {
                 }
                 None => return Poll::Ready(Err(closed_mid_message())),
             };
-            match incoming {
-                Incoming::Data {
+            match received {
+                Received::Chunk(Chunk {
                     kind, data, end, ..
-                } => {
+                }) => {
                     if scope == ReadScope::Connection && kind == DataKind::Text {
+                        if !end {
+                            // The rest of the text message goes too: a byte stream carries
+                            // binary messages only.
+                            driver.conn_mut().abandon_stream();
+                        }
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::InvalidData,
                             "a byte stream received a text message",
@@ -130,13 +126,13 @@ impl ReadState {
                     self.chunk = data;
                     self.message_ended = end;
                 }
-                Incoming::Control(Message::Close(_)) if scope == ReadScope::Connection => {
+                Received::Message(Message::Close(_)) if scope == ReadScope::Connection => {
                     self.closed = true
                 }
-                Incoming::Control(Message::Close(_)) => {
+                Received::Message(Message::Close(_)) => {
                     return Poll::Ready(Err(closed_mid_message()))
                 }
-                Incoming::Control(_) => {}
+                Received::Message(_) => {}
             }
         }
         Poll::Ready(Ok(true))
@@ -206,11 +202,11 @@ pub(crate) struct WriteState {
 }
 
 impl WriteState {
-    pub(crate) fn new(role: Role, kind: DataKind, scope: WriteScope, fragment_size: usize) -> Self {
+    pub(crate) fn new(kind: DataKind, scope: WriteScope, fragment_size: usize) -> Self {
         WriteState {
             kind,
             scope,
-            builder: FragmentBuilder::new(role, fragment_size),
+            builder: FragmentBuilder::new(fragment_size),
             utf8: (kind == DataKind::Text).then(Utf8Validator::new),
             finished: false,
         }
@@ -226,8 +222,16 @@ impl WriteState {
     }
 
     /// Queues the frame being built (a message's non-final fragment, or a whole message).
-    fn cut(&mut self, conn: &mut Connection) -> Result<(), Error> {
-        conn.send_built_fragment(self.kind, self.frame_fin(), &mut self.builder)
+    fn cut<S>(&mut self, driver: &mut Driver<S>) -> Result<(), Error> {
+        self.send(driver, self.frame_fin())
+    }
+
+    /// Queues what the builder holds as the next frame of the message.
+    fn send<S>(&mut self, driver: &mut Driver<S>, fin: bool) -> Result<(), Error> {
+        driver
+            .conn_mut()
+            .send_built_fragment(self.kind, fin, &mut self.builder)
+            .map_err(|e| driver.refusal(e))
     }
 
     pub(crate) fn poll_write<S: AsyncRead + AsyncWrite + Unpin>(
@@ -247,9 +251,9 @@ impl WriteState {
         }
         // Backpressure: wait while the transmit queue is full.
         ready!(driver.poll_ready(cx))?;
-        let direct = driver.conn.role() == Role::Server
+        let direct = driver.conn().role() == Role::Server
             && self.builder.is_empty()
-            && !driver.conn.wants_write()
+            && !driver.conn().wants_write()
             && data.len() >= DIRECT_WRITE_MIN
             && self.utf8.is_none();
         if direct {
@@ -270,9 +274,9 @@ impl WriteState {
             }
             *utf8 = checked;
         }
-        let n = self.builder.append(data);
+        let n = self.builder.append(data, driver.conn_mut().mask_keys());
         if self.builder.is_full() {
-            self.cut(&mut driver.conn)?;
+            self.cut(driver)?;
             // Start writing now; what does not fit waits for the next call's backpressure.
             if let Poll::Ready(Err(e)) = driver.poll_flush(cx) {
                 return Poll::Ready(Err(e.into()));
@@ -290,7 +294,7 @@ impl WriteState {
         if !self.builder.is_empty() {
             // A flush must not cut a code point in two: text frames end on a boundary.
             if self.utf8.as_ref().is_none_or(Utf8Validator::is_complete) {
-                self.cut(&mut driver.conn)?;
+                self.cut(driver)?;
             }
         }
         driver.poll_flush(cx).map_err(Into::into)
@@ -303,13 +307,13 @@ impl WriteState {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         if !self.finished {
-            self.queue_final(&mut driver.conn)?;
+            self.queue_final(driver)?;
         }
         driver.poll_flush(cx).map_err(Into::into)
     }
 
     /// Queues the final frame without writing it (also used when a writer is dropped).
-    pub(crate) fn queue_final(&mut self, conn: &mut Connection) -> io::Result<()> {
+    pub(crate) fn queue_final<S>(&mut self, driver: &mut Driver<S>) -> io::Result<()> {
         if let Some(utf8) = &self.utf8 {
             // Checked on a copy: a refused end changes nothing, so the rest of the code point
             // can still be written, and a later end (a drop) refuses too.
@@ -322,8 +326,8 @@ impl WriteState {
         }
         self.finished = true;
         match self.scope {
-            WriteScope::Message => conn.send_built_fragment(self.kind, true, &mut self.builder)?,
-            WriteScope::Connection if !self.builder.is_empty() => self.cut(conn)?,
+            WriteScope::Message => self.send(driver, true)?,
+            WriteScope::Connection if !self.builder.is_empty() => self.cut(driver)?,
             WriteScope::Connection => {}
         }
         Ok(())

@@ -45,10 +45,9 @@ impl<S> WebSocket<S> {
     /// bytes are written, flushed or the writer is shut down.
     pub fn send_stream(&mut self, kind: DataKind) -> MessageWriter<'_, S> {
         let state = WriteState::new(
-            self.driver.conn.role(),
             kind,
             WriteScope::Message,
-            self.driver.config.get_stream_fragment_size(),
+            self.driver.config().get_stream_fragment_size(),
         );
         MessageWriter {
             target: Target::Socket(&mut self.driver),
@@ -60,13 +59,10 @@ impl<S> WebSocket<S> {
 impl<S> WriteHalf<S> {
     /// Starts an outgoing message of `kind`; see [`WebSocket::send_stream`].
     pub fn send_stream(&mut self, kind: DataKind) -> MessageWriter<'_, S> {
-        let (role, fragment_size) = {
-            let driver = self.shared.lock();
-            (driver.conn.role(), driver.config.get_stream_fragment_size())
-        };
+        let fragment_size = self.shared.lock().config().get_stream_fragment_size();
         MessageWriter {
-            target: Target::Half(&self.shared, false),
-            state: WriteState::new(role, kind, WriteScope::Message, fragment_size),
+            target: Target::Half(&self.shared),
+            state: WriteState::new(kind, WriteScope::Message, fragment_size),
         }
     }
 }
@@ -75,7 +71,7 @@ impl<S> MessageWriter<'_, S> {
     /// Bytes accepted by this writer and the connection but not yet written to the transport.
     pub fn buffered_amount(&mut self) -> usize {
         let pending = self.state.pending();
-        pending + self.target.with(|driver| driver.conn.buffered_amount())
+        pending + self.target.with(|driver| driver.conn().buffered_amount())
     }
 }
 
@@ -115,9 +111,9 @@ impl<S> Drop for MessageWriter<'_, S> {
         }
         let state = &mut self.state;
         self.target.with(|driver| {
-            if state.pending() > 0 || driver.conn.sending_message() {
+            if state.pending() > 0 || driver.conn().sending_message() {
                 // The connection may be closed already; then there is nothing left to end.
-                let _ = state.queue_final(&mut driver.conn);
+                let _ = state.queue_final(driver);
             }
         });
     }

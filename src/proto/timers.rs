@@ -1,0 +1,188 @@
+//! The connection's deadlines: keepalive pings, the pong deadline, the idle timeout and the
+//! closing handshake's timeout, decided from the `now` values the runtime passes in.
+//!
+//! Activity is noticed lazily, when a check runs: the check runs at least every quarter of each
+//! period, so a deadline is met within 1.25 times its duration, and the hot path (frames in and
+//! out) never touches a clock or a timer.
+
+use std::time::{Duration, Instant};
+
+/// Which deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Expired {
+    /// The peer did not finish the closing handshake within the close timeout.
+    Close,
+    /// A keepalive ping went unanswered within the pong timeout.
+    Pong,
+    /// Nothing was sent or received within the idle timeout.
+    Idle,
+}
+
+/// What a check asks of the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// Send a keepalive ping.
+    Ping,
+    /// Give up on the peer.
+    Expired(Expired),
+}
+
+/// The durations the deadlines are made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Periods {
+    pub(crate) ping_interval: Option<Duration>,
+    pub(crate) pong_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) close_timeout: Duration,
+}
+
+/// Counters the checks compare to notice activity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Activity {
+    /// Frames received (any frame shows the peer is alive).
+    pub(crate) frames_received: u64,
+    /// Data frames sent or received (what the idle timeout watches).
+    pub(crate) data_events: u64,
+}
+
+#[derive(Debug)]
+struct Watch {
+    next_check: Instant,
+    seen: Activity,
+    last_heard: Instant,
+    idle_since: Instant,
+    /// A keepalive ping is out; the deadline for any frame from the peer.
+    pong_deadline: Option<Instant>,
+}
+
+/// The deadlines of one connection.
+#[derive(Debug)]
+pub(crate) struct Timers {
+    periods: Periods,
+    /// Keepalive and idle watch, once started (at the first `now`), when either is configured.
+    watch: Option<Box<Watch>>,
+    /// The closing handshake began; its deadline is set at the next `now`.
+    closing: bool,
+    close_deadline: Option<Instant>,
+}
+
+impl Timers {
+    pub(crate) fn new(periods: Periods) -> Self {
+        Timers {
+            periods,
+            watch: None,
+            closing: false,
+            close_deadline: None,
+        }
+    }
+
+    fn watches(&self) -> bool {
+        self.periods.ping_interval.is_some() || self.periods.idle_timeout.is_some()
+    }
+
+    /// Whether a check should run at the next `now` rather than at the next deadline: a
+    /// deadline waits to be set, or a keepalive ping was answered (the next interval starts
+    /// from the answer, not from the pong deadline).
+    pub(crate) fn needs_now(&self, activity: Activity) -> bool {
+        if self.closing {
+            return self.close_deadline.is_none();
+        }
+        match &self.watch {
+            None => self.watches(),
+            Some(watch) => {
+                watch.pong_deadline.is_some()
+                    && activity.frames_received != watch.seen.frames_received
+            }
+        }
+    }
+
+    /// The closing handshake began (idempotent).
+    pub(crate) fn start_closing(&mut self) {
+        self.closing = true;
+    }
+
+    /// The earliest deadline, once set.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let watch = self.watch.as_ref().map(|w| w.next_check);
+        match (watch, self.close_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Sets pending deadlines from `now` and checks them against `activity`.
+    pub(crate) fn check(&mut self, now: Instant, activity: Activity) -> Option<Due> {
+        if self.closing && self.close_deadline.is_none() {
+            self.close_deadline = Some(now + self.periods.close_timeout);
+        }
+        if self.close_deadline.is_some_and(|deadline| now >= deadline) {
+            return Some(Due::Expired(Expired::Close));
+        }
+        if self.closing {
+            // The closing handshake's own deadline is the only one that matters now.
+            self.watch = None;
+            return None;
+        }
+        if self.watch.is_none() && self.watches() {
+            self.watch = Some(Box::new(Watch {
+                next_check: now,
+                seen: activity,
+                last_heard: now,
+                idle_since: now,
+                pong_deadline: None,
+            }));
+        }
+        let periods = self.periods;
+        let watch = self.watch.as_mut()?;
+        if now < watch.next_check
+            && !(watch.pong_deadline.is_some()
+                && activity.frames_received != watch.seen.frames_received)
+        {
+            return None;
+        }
+        if activity.frames_received != watch.seen.frames_received {
+            watch.last_heard = now;
+            watch.pong_deadline = None;
+        }
+        if activity.data_events != watch.seen.data_events {
+            watch.idle_since = now;
+        }
+        watch.seen = activity;
+        let due = match watch.pong_deadline {
+            Some(deadline) if now >= deadline => Some(Due::Expired(Expired::Pong)),
+            _ => periods
+                .idle_timeout
+                .filter(|idle| now >= watch.idle_since + *idle)
+                .map(|_| Due::Expired(Expired::Idle)),
+        };
+        if due.is_some() {
+            return due;
+        }
+        let mut ping = None;
+        if let (None, Some(interval)) = (watch.pong_deadline, periods.ping_interval) {
+            if now >= watch.last_heard + interval {
+                watch.pong_deadline = Some(now + periods.pong_timeout);
+                ping = Some(Due::Ping);
+            }
+        }
+        watch.next_check = next_check(watch, &periods, now);
+        ping
+    }
+}
+
+/// When the watch looks again: the pong deadline while a ping is out, else the earliest of the
+/// keepalive and idle deadlines, and never later than a quarter of either period from now.
+fn next_check(watch: &Watch, periods: &Periods, now: Instant) -> Instant {
+    let mut next = now + Duration::from_secs(86_400);
+    match (watch.pong_deadline, periods.ping_interval) {
+        (Some(deadline), _) => next = next.min(deadline),
+        (None, Some(interval)) => {
+            next = next.min((watch.last_heard + interval).min(now + interval / 4))
+        }
+        (None, None) => {}
+    }
+    if let Some(idle) = periods.idle_timeout {
+        next = next.min((watch.idle_since + idle).min(now + idle / 4));
+    }
+    next
+}
