@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use wsio::error::UsageError;
 use wsio::server::Acceptor;
-use wsio::{Config, Error, ErrorKind, Message, Pong};
+use wsio::{CloseCode, Config, Error, ErrorKind, Message, Pong};
 
 use support::stream::{tcp_pair, TcpWs};
 use support::{frame, parse_frame, within, Frame, OP_CLOSE, OP_PING, OP_PONG};
@@ -379,4 +379,66 @@ async fn pong_fails_with_closed_when_the_peer_vanishes_without_a_close() {
     assert_eq!(err.kind(), ErrorKind::Io, "{err:?}");
     let err = within("pong", pong).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Closed, "{err:?}");
+}
+
+#[tokio::test]
+async fn ping_waits_for_room_when_the_write_buffer_is_full_and_its_pong_resolves() {
+    // A tiny transport: a 4 MiB message fills everything between the two ends.
+    let (mut client, mut server) = support::pair_with_capacity(Config::default(), 1024);
+    let big = vec![7u8; 4 << 20];
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(100),
+        server.send(Message::binary(big.clone())),
+    )
+    .await;
+    assert!(
+        cancelled.is_err(),
+        "the send cannot finish while nobody reads"
+    );
+    // The peer starts reading only now, while the ping waits for room.
+    let reader = tokio::spawn(async move {
+        let mut messages = Vec::new();
+        while let Some(message) = client.recv().await {
+            let message = message.expect("the client receives cleanly");
+            let done = matches!(message, Message::Close(_));
+            messages.push(message);
+            if done {
+                break;
+            }
+        }
+        messages
+    });
+    let pong = within("ping with a full buffer", server.ping("abc"))
+        .await
+        .expect("the ping is sent once there is room");
+    let rtt = within("the pong", async {
+        tokio::pin!(pong);
+        loop {
+            tokio::select! {
+                rtt = &mut pong => break rtt,
+                message = server.recv() => {
+                    let message = message.expect("open").expect("no error");
+                    assert!(matches!(message, Message::Pong(ref p) if p == "abc"), "{message:?}");
+                }
+            }
+        }
+    })
+    .await;
+    assert!(rtt.is_ok(), "the pong resolves: {rtt:?}");
+    within("close", server.close(CloseCode::NORMAL, ""))
+        .await
+        .unwrap();
+    let messages = within("reader", reader).await.unwrap();
+    assert_eq!(
+        messages.len(),
+        3,
+        "{:?}",
+        messages.iter().map(Message::len).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        messages[0],
+        Message::binary(big),
+        "the cancelled send went out whole"
+    );
+    assert_eq!(messages[1], Message::Ping("abc".into()));
 }

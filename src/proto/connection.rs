@@ -420,11 +420,17 @@ impl Connection {
         let mode = self
             .inbound
             .mode(consumer, self.message_limits(), self.stream_limits());
-        if mode.park_on_excess && self.decoder.next_exceeds(buf, mode.limits) {
-            self.parked = true;
-            return Step::Blocked;
+        let mut limits = mode.limits;
+        if mode.park_on_excess && self.decoder.next_exceeds(buf, limits) {
+            if !self.decoder.next_exceeds(buf, self.stream_limits()) {
+                // Only the stream API could take it: wait for a consumer to say which.
+                self.parked = true;
+                return Step::Blocked;
+            }
+            // Neither API could: fail now, with the limit a consumer would have had.
+            limits = self.stream_limits();
         }
-        let decoded = match self.decoder.decode(buf, mode.delivery, mode.limits) {
+        let decoded = match self.decoder.decode(buf, mode.delivery, limits) {
             Ok(Some(decoded)) => decoded,
             Ok(None) => return Step::Blocked,
             Err(reason) => {
