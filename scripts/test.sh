@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit/integration/doc tests, Autobahn in both roles.
-# Installs what it needs (Autobahn's Python 2.7 toolchain) through ../shared/autobahn/setup.sh.
+# Installs what it needs: the real peers of tests/real_peers.rs (Python websockets, Node ws)
+# through scripts/install-peers.sh, Autobahn's Python 2.7 toolchain through
+# ../shared/autobahn/setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
@@ -9,6 +11,8 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+step "real peers for tests/real_peers.rs (Python websockets, Node ws)"
+bash scripts/install-peers.sh
 step "cargo test"
 cargo test --all-targets
 cargo test --doc

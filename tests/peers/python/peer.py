@@ -1,0 +1,193 @@
+r"""The Python `websockets` peer of tests/real_peers.rs.
+
+    peer.py server --expect BYTES [--port 0] [--report-as text|binary]
+                   [--ping-interval 1] [--ping-timeout 1] [--timeout 60]
+        Serves one connection on 127.0.0.1 (prints "listening PORT" first). Counts and
+        SHA-256-hashes every binary byte it receives, frame by frame (nothing is assembled).
+        Once at least BYTES have arrived and the message in progress has ended, it sends
+        "bytes=N sha256=HEX\n" (as a text or binary message), then reads on until the
+        connection closes. Keepalive as websockets does it: a ping every --ping-interval
+        seconds, the connection failed (1011) when the pong takes longer than --ping-timeout.
+
+    peer.py upload --url URL --size BYTES [--digest-as text|binary] [--timeout 120]
+        Connects, sends BYTES of a deterministic pattern with one `await ws.send(data)` (one
+        frame), then the hex SHA-256 of those bytes as a text (or binary) message, and reads
+        until the server closes.
+
+Every step is printed on stdout, one line each. Exits 0 when the run went as described, 1
+otherwise, 2 on --timeout.
+"""
+
+import argparse
+import asyncio
+import hashlib
+import logging
+import random
+import resource
+import sys
+import time
+
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
+
+START = time.monotonic()
+# The repeating block of the upload pattern: a prime length, so it lines up with no
+# power-of-two buffer or frame size and a misplaced chunk changes the digest.
+BLOCK = 1_000_003
+
+
+def log(*parts):
+    print(f"[{time.monotonic() - START:7.3f}s]", *parts, flush=True)
+
+
+class ProtocolEvents(logging.Formatter):
+    """websockets' own debug lines about keepalive and closing (not those of every frame),
+    stamped like the rest of the output."""
+
+    @staticmethod
+    def wanted(record):
+        message = record.getMessage()
+        return "keepalive" in message or " CLOSE " in f" {message} "
+
+    def format(self, record):
+        return f"[{time.monotonic() - START:7.3f}s] websockets: {record.getMessage()}"
+
+
+def log_protocol_events():
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(ProtocolEvents())
+    handler.addFilter(ProtocolEvents.wanted)
+    logger = logging.getLogger("websockets")
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def describe_close(ws):
+    """What each side said in the closing handshake, as far as it got."""
+    sent = ws.protocol.close_sent
+    rcvd = ws.protocol.close_rcvd
+    fmt = lambda f: "none" if f is None else f"{f.code} {f.reason!r}"
+    return f"sent={fmt(sent)} rcvd={fmt(rcvd)}"
+
+
+def pattern(size, seed=0x5EED):
+    block = random.Random(seed).randbytes(BLOCK)
+    data = bytearray(size)
+    for at in range(0, size, BLOCK):
+        n = min(BLOCK, size - at)
+        data[at : at + n] = block[:n]
+    return data
+
+
+async def run_server(args):
+    done = asyncio.get_running_loop().create_future()
+    ok = False
+
+    async def handler(ws):
+        nonlocal ok
+        log("connected from", ws.remote_address)
+        digest = hashlib.sha256()
+        total = 0
+        reported = False
+        try:
+            while True:
+                binary = True
+                async for fragment in ws.recv_streaming():
+                    if isinstance(fragment, str):
+                        binary = False
+                        log(f"text fragment {fragment[:80]!r}")
+                        continue
+                    digest.update(fragment)
+                    total += len(fragment)
+                if binary and total >= args.expect and not reported:
+                    report = f"bytes={total} sha256={digest.hexdigest()}"
+                    log("received everything; sending report:", report)
+                    await ws.send(report + "\n", text=args.report_as == "text")
+                    reported = True
+                    ok = total == args.expect
+        except ConnectionClosed as e:
+            log(f"connection closed: {describe_close(ws)} ({e})")
+        log(f"received bytes={total} sha256={digest.hexdigest()} reported={reported}")
+        if not done.done():
+            done.set_result(None)
+
+    async with serve(
+        handler,
+        "127.0.0.1",
+        args.port,
+        compression=None,
+        max_size=None,
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout,
+    ) as server:
+        port = server.sockets[0].getsockname()[1]
+        log(f"websockets server, ping_interval={args.ping_interval} "
+            f"ping_timeout={args.ping_timeout}")
+        print(f"listening {port}", flush=True)
+        await done
+    log(f"exit ok={ok} peak_rss={peak_rss_mib():.0f} MiB")
+    return 0 if ok else 1
+
+
+async def run_upload(args):
+    t = time.monotonic()
+    data = pattern(args.size)
+    hexdigest = hashlib.sha256(data).hexdigest()
+    log(f"generated {args.size} bytes in {time.monotonic() - t:.2f}s, sha256={hexdigest}")
+    ok = False
+    async with connect(args.url, compression=None, max_size=None) as ws:
+        log("connected")
+        try:
+            t = time.monotonic()
+            await ws.send(data)
+            log(f"sent {args.size} bytes as one frame in {time.monotonic() - t:.2f}s")
+            del data
+            if args.digest_as == "text":
+                await ws.send(hexdigest)
+            else:
+                await ws.send(hexdigest.encode())
+            log(f"sent the digest as {args.digest_as}")
+            async for message in ws:
+                log(f"received {message[:200]!r}")
+        except ConnectionClosed as e:
+            log(f"connection closed: {describe_close(ws)} ({e})")
+        else:
+            log(f"connection closed: {describe_close(ws)}")
+        rcvd = ws.protocol.close_rcvd
+        ok = rcvd is not None and rcvd.code == 1000
+    log(f"exit ok={ok} peak_rss={peak_rss_mib():.0f} MiB")
+    return 0 if ok else 1
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("server")
+    s.add_argument("--port", type=int, default=0)
+    s.add_argument("--expect", type=int, required=True)
+    s.add_argument("--report-as", choices=["text", "binary"], default="text")
+    s.add_argument("--ping-interval", type=float, default=1.0)
+    s.add_argument("--ping-timeout", type=float, default=1.0)
+    s.add_argument("--timeout", type=float, default=60.0)
+    u = sub.add_parser("upload")
+    u.add_argument("--url", required=True)
+    u.add_argument("--size", type=int, required=True)
+    u.add_argument("--digest-as", choices=["text", "binary"], default="text")
+    u.add_argument("--timeout", type=float, default=120.0)
+    args = p.parse_args()
+    run = run_server if args.cmd == "server" else run_upload
+    log_protocol_events()
+    try:
+        return asyncio.run(asyncio.wait_for(run(args), args.timeout))
+    except (asyncio.TimeoutError, TimeoutError):
+        log(f"gave up after --timeout {args.timeout}s")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
