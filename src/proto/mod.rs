@@ -31,3 +31,6 @@ pub enum Role {
     /// The end that accepted it.
     Server,
 }
+
+#[cfg(test)]
+mod tests;

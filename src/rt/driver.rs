@@ -276,12 +276,15 @@ impl<S> Driver<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     // ----- writing -----
 
-    /// Writes everything queued and flushes the transport.
+    /// Writes everything queued and flushes the transport; then reads ahead for the receiving
+    /// side. What the sender queued leaves first: a violation found while reading ahead fails
+    /// the connection after the messages sent before it, as a receiver would have found it.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let waker = self.enter(cx, Side::Write);
         let cx = &mut Context::from_waker(&waker);
+        let flushed = self.poll_flush_all(cx);
         self.poll_background(cx);
-        self.poll_flush_all(cx)
+        flushed
     }
 
     fn poll_flush_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
@@ -329,9 +332,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let waker = self.enter(cx, Side::Write);
         let cx = &mut Context::from_waker(&waker);
-        self.poll_background(cx);
         if !self.conn.can_send() {
             return Poll::Ready(Err(self.send_error()));
+        }
+        if self.conn.buffered_amount() >= self.config.get_write_buffer_size() {
+            // Waiting for room: meanwhile the peer is read (it may be waiting for our pongs,
+            // or itself blocked writing to us).
+            self.poll_background(cx);
+            if !self.conn.can_send() {
+                return Poll::Ready(Err(self.send_error()));
+            }
         }
         while self.conn.buffered_amount() >= self.config.get_write_buffer_size() {
             // One write at a time: room for the next message is all that is needed, so a sender
@@ -345,6 +355,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             }
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// A sender's turn for the receiving side once its bytes are queued: see
+    /// [`poll_background`](Self::poll_background).
+    pub(crate) fn read_ahead(&mut self, cx: &mut Context<'_>) {
+        let waker = self.enter(cx, Side::Write);
+        self.poll_background(&mut Context::from_waker(&waker));
     }
 
     /// What a sender does for the receiving side, without ever waiting: reads ahead what the

@@ -256,12 +256,24 @@ impl WriteState {
             && !driver.conn().wants_write()
             && data.len() >= DIRECT_WRITE_MIN
             && self.utf8.is_none();
-        if direct {
+        let written = if direct {
             let len = data.len().min(self.builder.capacity());
-            return driver
-                .poll_write_direct(cx, self.kind, self.frame_fin(), &data[..len])
-                .map_err(Into::into);
-        }
+            ready!(driver.poll_write_direct(cx, self.kind, self.frame_fin(), &data[..len]))?
+        } else {
+            ready!(self.poll_take(driver, cx, data))?
+        };
+        // The bytes are queued: now read what the peer sent meanwhile (pings to answer).
+        driver.read_ahead(cx);
+        Poll::Ready(Ok(written))
+    }
+
+    /// Takes what fits of `data` into the frame being built, cutting it when full.
+    fn poll_take<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        driver: &mut Driver<S>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         if let Some(utf8) = &mut self.utf8 {
             // Check before taking: a refused write must leave nothing behind to be sent.
             let take = data.len().min(self.builder.capacity() - self.builder.len());
