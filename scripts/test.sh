@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit/integration/doc tests, Autobahn in both roles.
+# The whole test suite: formatting, lints, the import graph, unit/integration/doc tests, Autobahn
+# in both roles.
 # Installs what it needs (Autobahn's Python 2.7 toolchain) through ../shared/autobahn/setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,8 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+step "import graph: no cycle between files, proto/ and handshake/ are leaves"
+python3 scripts/check_imports.py
 step "cargo test"
 cargo test --all-targets
 cargo test --doc
