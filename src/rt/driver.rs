@@ -17,6 +17,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::config::Config;
 use crate::error::{Error, Timeout};
+use crate::handshake::Negotiated;
 use crate::proto::close::{CloseCode, CloseFrame};
 use crate::proto::connection::Connection;
 use crate::proto::decoder::{DataKind, Delivery, DirectChunk};
@@ -46,10 +47,8 @@ pub(crate) struct Driver<S> {
     write_failed: bool,
     /// The closing sequence finished and the end was reported.
     finished: bool,
-    /// The subprotocol the handshake agreed on.
-    pub(crate) protocol: Option<String>,
-    /// The extensions the handshake agreed on (header value; empty for none).
-    pub(crate) extensions: String,
+    /// What the opening handshake agreed on.
+    pub(crate) negotiated: Negotiated,
     /// Pings sent with [`WebSocket::ping`](crate::WebSocket::ping), oldest first.
     pings: VecDeque<PendingPing>,
     /// Keepalive and idle watch, when configured.
@@ -82,7 +81,13 @@ struct Watch {
 pub(crate) type Decode<T> = fn(&mut Connection, &mut BytesMut) -> Result<Option<T>, FailReason>;
 
 impl<S> Driver<S> {
-    pub(crate) fn new(io: S, role: Role, config: Config, read_buf: BytesMut) -> Self {
+    pub(crate) fn new(
+        io: S,
+        role: Role,
+        config: Config,
+        read_buf: BytesMut,
+        negotiated: Negotiated,
+    ) -> Self {
         let read_size = config.get_read_buffer_size();
         let mut conn = Connection::new(role, config.proto());
         // Bytes read past the opening handshake are frames: count them as received.
@@ -97,8 +102,7 @@ impl<S> Driver<S> {
             read_done: false,
             write_failed: false,
             finished: false,
-            protocol: None,
-            extensions: String::new(),
+            negotiated,
             pings: VecDeque::new(),
             watch: None,
         }

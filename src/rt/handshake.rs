@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::error::{Error, HandshakeError, Result, Timeout};
 use crate::handshake::client::{content_length, ClientHandshake, ParsedResponse, MAX_REFUSED_BODY};
 use crate::handshake::server::{accept_response, parse_request, reject_response, write_response};
+use crate::handshake::Negotiated;
 use crate::proto::Role;
 use crate::server::{Accept, Reject};
 
@@ -73,8 +74,7 @@ where
         }
     };
     buf.advance(parsed.head_len);
-    let mut ws = WebSocket::from_raw_socket(io, Role::Client, config, buf)?;
-    ws.driver.protocol = parsed.subprotocol().map(str::to_owned);
+    let ws = WebSocket::from_negotiated(io, Role::Client, config, buf, parsed.negotiated())?;
     Ok((ws, parsed.response))
 }
 
@@ -170,6 +170,7 @@ where
             return Err(e.into());
         }
     };
+    let negotiated = Negotiated::from_response(&response);
     let mut out = Vec::with_capacity(256);
     write_response(&response, &[], &mut out);
     let write = async {
@@ -180,8 +181,7 @@ where
         .await
         .map_err(|_elapsed| handshake_timeout())??;
     buf.advance(head_len);
-    let mut ws = WebSocket::from_raw_socket(io, Role::Server, config, buf)?;
-    ws.driver.protocol = accept.protocol;
+    let ws = WebSocket::from_negotiated(io, Role::Server, config, buf, negotiated)?;
     Ok((ws, request))
 }
 
