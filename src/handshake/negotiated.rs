@@ -9,7 +9,7 @@ use super::{header_tokens, trim_ows};
 ///
 /// Both ends read it from the `101` response: the client from the one it received and checked
 /// ([`ParsedResponse::negotiated`](super::client::ParsedResponse::negotiated)), the server from
-/// the one it sends ([`accept_response`](super::server::accept_response)). A connection is
+/// the one it sends ([`Accept::response`](super::server::Accept::response)). A connection is
 /// constructed with it (`WebSocket::from_negotiated`) and reports it for its whole life. The
 /// default is nothing agreed: no subprotocol, no extension.
 ///
