@@ -48,6 +48,7 @@ use tokio::time::{timeout, timeout_at, Instant};
 use crate::config::Config;
 use crate::error::{Error, HandshakeError, Result, Timeout};
 use crate::handshake::client::{set_subprotocols, ClientHandshake};
+use crate::handshake::Scheme;
 use crate::rt::handshake::{self, deadline_after};
 use crate::tls::{self, CertificateDer, ServerName};
 use crate::transport::MaybeTlsStream;
@@ -177,22 +178,17 @@ impl fmt::Debug for ClientBuilder {
     }
 }
 
-/// The host and port a `ws://` or `wss://` URI points to, checked before any I/O.
+/// The scheme, host and port a `ws://` or `wss://` URI points to, checked before any I/O.
 pub(crate) struct Target {
+    pub(crate) scheme: Scheme,
     pub(crate) host: String,
     pub(crate) port: u16,
-    pub(crate) secure: bool,
 }
 
 pub(crate) fn target_of(uri: &Uri) -> Result<Target> {
-    let secure = match uri.scheme_str() {
-        Some(s) if s.eq_ignore_ascii_case("ws") || s.eq_ignore_ascii_case("http") => false,
-        Some(s) if s.eq_ignore_ascii_case("wss") || s.eq_ignore_ascii_case("https") => true,
-        Some(other) => {
-            return Err(Error::InvalidUrl(format!(
-                "{uri}: scheme {other} is not ws or wss"
-            )))
-        }
+    let scheme = match uri.scheme_str() {
+        Some(name) => Scheme::parse(name)
+            .ok_or_else(|| Error::InvalidUrl(format!("{uri}: scheme {name} is not ws or wss")))?,
         None => {
             return Err(Error::InvalidUrl(format!(
                 "{uri}: no scheme (expected ws:// or wss://)"
@@ -208,19 +204,21 @@ pub(crate) fn target_of(uri: &Uri) -> Result<Target> {
         .trim_end_matches(']')
         .to_owned();
     let port = match port_text(uri) {
-        None | Some("") => {
-            if secure {
-                443
-            } else {
-                80
-            }
-        }
+        None | Some("") => scheme.default_port(),
         Some(text) => match text.parse::<u16>() {
             Ok(port) if port != 0 => port,
             _ => return Err(Error::InvalidUrl(format!("{uri}: bad port {text}"))),
         },
     };
-    Ok(Target { host, port, secure })
+    Ok(Target { scheme, host, port })
+}
+
+impl Target {
+    /// Whether `other` has the same host (ASCII case ignored) and port: what decides whether
+    /// credentials may follow a redirect.
+    pub(crate) fn same_origin(&self, other: &Target) -> bool {
+        self.host.eq_ignore_ascii_case(&other.host) && self.port == other.port
+    }
 }
 
 /// The port as written in the URI's authority, if any: `http` accepts and hides ports that do
@@ -436,12 +434,12 @@ impl ClientBuilder {
     ) -> Result<(WebSocket<MaybeTlsStream>, Response<()>)> {
         self.config.validate()?;
         let mut request = request.into_client_request()?;
-        let first = origin_of(request.uri());
+        let first = target_of(request.uri())?;
         let mut visited: Vec<String> = Vec::new();
         let mut tls_config = None;
         loop {
             let target = target_of(request.uri())?;
-            let tls = match target.secure {
+            let tls = match target.scheme.is_secure() {
                 false => None,
                 true => {
                     let config = match &tls_config {
@@ -451,7 +449,7 @@ impl ClientBuilder {
                     Some((config, tls::server_name(&target.host)?))
                 }
             };
-            let strip_credentials = origin_of(request.uri()) != first;
+            let strip_credentials = !target.same_origin(&first);
             let handshake = self.handshake(request.clone(), strip_credentials)?;
             let io = self.open(&target, tls).await?;
             let deadline = deadline_after(self.config.get_handshake_timeout());
@@ -464,7 +462,7 @@ impl ClientBuilder {
                 Some(location) if self.max_redirects > 0 => location,
                 _ => return Err(error),
             };
-            let next = resolve_redirect(request.uri(), target.secure, location)?;
+            let next = resolve_redirect(request.uri(), target.scheme, location)?;
             visited.push(normalized(request.uri()));
             if visited.contains(&normalized(&next)) {
                 return Err(invalid_redirect(location, "redirect loop"));
@@ -583,8 +581,8 @@ fn invalid_redirect(location: &HeaderValue, reason: &'static str) -> Error {
     .into()
 }
 
-/// The URL a redirect from `current` to `location` leads to, as `ws` or `wss`.
-fn resolve_redirect(current: &Uri, secure: bool, location: &HeaderValue) -> Result<Uri> {
+/// The URL a redirect from `current` (of scheme `from`) to `location` leads to, as `ws` or `wss`.
+fn resolve_redirect(current: &Uri, from: Scheme, location: &HeaderValue) -> Result<Uri> {
     let invalid = |reason| invalid_redirect(location, reason);
     let text = location
         .to_str()
@@ -595,18 +593,12 @@ fn resolve_redirect(current: &Uri, secure: bool, location: &HeaderValue) -> Resu
         .join(text)
         .map_err(|_| invalid("the location is not a valid URL"))?;
     next.set_fragment(None);
-    let scheme = match next.scheme() {
-        "ws" | "http" => "ws",
-        "wss" | "https" => "wss",
-        _ => {
-            return Err(invalid(
-                "the location's scheme is not ws, wss, http or https",
-            ))
-        }
-    };
-    if secure && scheme == "ws" {
+    let scheme = Scheme::parse(next.scheme())
+        .ok_or_else(|| invalid("the location's scheme is not ws, wss, http or https"))?;
+    if from.is_secure() && !scheme.is_secure() {
         return Err(invalid("the redirect would downgrade wss to ws"));
     }
+    let scheme = scheme.as_str();
     if next.scheme() != scheme && next.set_scheme(scheme).is_err() {
         return Err(invalid("the location's scheme cannot become ws or wss"));
     }
@@ -619,17 +611,6 @@ fn resolve_redirect(current: &Uri, secure: bool, location: &HeaderValue) -> Resu
 fn normalized(uri: &Uri) -> String {
     let text = uri.to_string();
     url::Url::parse(&text).map(String::from).unwrap_or(text)
-}
-
-/// Host and port of `uri`: what decides whether credentials may follow a redirect.
-fn origin_of(uri: &Uri) -> (Option<String>, Option<u16>) {
-    let host = uri.host().map(str::to_ascii_lowercase);
-    let port = uri.port_u16().or_else(|| match uri.scheme_str() {
-        Some("ws" | "http") => Some(80),
-        Some("wss" | "https") => Some(443),
-        _ => None,
-    });
-    (host, port)
 }
 
 /// Splits the user info off `uri`: the URI without it, and `user:password` percent-decoded,

@@ -14,13 +14,16 @@ fn location(text: &'static str) -> HeaderValue {
 fn targets_are_checked_before_any_io() {
     let t = target_of(&uri("ws://example.com/chat")).unwrap();
     assert_eq!(
-        (t.host.as_str(), t.port, t.secure),
-        ("example.com", 80, false)
+        (t.scheme, t.host.as_str(), t.port),
+        (Scheme::Ws, "example.com", 80)
     );
     let t = target_of(&uri("wss://[::1]:8443/")).unwrap();
-    assert_eq!((t.host.as_str(), t.port, t.secure), ("::1", 8443, true));
+    assert_eq!(
+        (t.scheme, t.host.as_str(), t.port),
+        (Scheme::Wss, "::1", 8443)
+    );
     let t = target_of(&uri("HTTPS://example.com")).unwrap();
-    assert_eq!((t.port, t.secure), (443, true));
+    assert_eq!((t.scheme, t.port), (Scheme::Wss, 443));
     let t = target_of(&uri("ws://h:/")).unwrap();
     assert_eq!(t.port, 80);
     for bad in ["ftp://example.com/", "/just/a/path", "ws://example.com:0/"] {
@@ -123,12 +126,12 @@ fn redirects_resolve_to_ws_urls() {
         ("https://other:443/", "wss://other/"),
     ];
     for (loc, expected) in cases {
-        let next = resolve_redirect(&current, false, &location(loc)).unwrap();
+        let next = resolve_redirect(&current, Scheme::Ws, &location(loc)).unwrap();
         assert_eq!(next, expected, "{loc}");
     }
     let secure = uri("wss://h/");
     assert_eq!(
-        resolve_redirect(&secure, true, &location("/next")).unwrap(),
+        resolve_redirect(&secure, Scheme::Wss, &location("/next")).unwrap(),
         "wss://h/next"
     );
     for (loc, reason) in [
@@ -137,7 +140,7 @@ fn redirects_resolve_to_ws_urls() {
         ("ftp://h/", "scheme"),
         ("mailto:a@b", "scheme"),
     ] {
-        let e = resolve_redirect(&secure, true, &location(loc)).unwrap_err();
+        let e = resolve_redirect(&secure, Scheme::Wss, &location(loc)).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Handshake);
         assert!(e.to_string().contains(reason), "{loc}: {e}");
     }

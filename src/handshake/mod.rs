@@ -17,10 +17,12 @@
 pub mod client;
 mod error;
 mod negotiated;
+mod scheme;
 pub mod server;
 
 pub use error::HandshakeError;
 pub use negotiated::Negotiated;
+pub(crate) use scheme::Scheme;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
