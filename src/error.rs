@@ -127,7 +127,7 @@ impl fmt::Display for UsageError {
 }
 
 /// Why TLS failed. Found in [`Error::Tls`], whose [`kind`](Error::kind) is
-/// [`ErrorKind::Tls`](crate::ErrorKind::Tls).
+/// [`ErrorKind::Tls`].
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub enum TlsError {
