@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit/integration/doc tests, Autobahn in both roles.
-# Installs what it needs: the real peers of tests/real_peers.rs (Python websockets, Node ws)
-# through scripts/install-peers.sh, Autobahn's Python 2.7 toolchain through
+# The whole test suite: formatting, lints, the import graph, unit/integration/doc tests, Autobahn
+# in both roles. Installs what it needs: the real peers of tests/real_peers.rs (Python
+# websockets, Node ws) through scripts/install-peers.sh, Autobahn's Python 2.7 toolchain through
 # ../shared/autobahn/setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,8 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+step "import graph: no cycle between files, proto/ and handshake/ are leaves"
+python3 scripts/check_imports.py
 step "real peers for tests/real_peers.rs (Python websockets, Node ws)"
 bash scripts/install-peers.sh
 step "cargo test"

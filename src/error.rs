@@ -4,7 +4,6 @@ use std::{fmt, io};
 
 pub use crate::handshake::HandshakeError;
 pub use crate::proto::error::{CapacityError, FailReason, ProtocolError, UsageError};
-pub use crate::tls::TlsError;
 
 use crate::proto::close::{CloseCode, CloseFrame};
 use crate::proto::connection::SendError;
@@ -100,6 +99,53 @@ impl fmt::Display for Timeout {
             Timeout::Pong => "the peer did not answer a keepalive ping in time",
             Timeout::Idle => "the connection was idle for too long",
         })
+    }
+}
+
+/// Why TLS failed. Found in [`Error::Tls`], whose [`kind`](Error::kind) is
+/// [`ErrorKind::Tls`].
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub enum TlsError {
+    /// rustls refused the connection or a configuration: the peer's certificate did not verify
+    /// (see [`certificate_error`](Self::certificate_error): unknown issuer, expired, not valid for
+    /// the host name...), the peer sent an alert, no protocol version or cipher suite in common,
+    /// a private key that does not match its certificate...
+    Rustls(rustls::Error),
+    /// The URL's host cannot be used as a TLS server name.
+    InvalidServerName(String),
+    /// PEM data could not be read, or holds no certificate or no private key; the text says which.
+    Pem(String),
+}
+
+impl TlsError {
+    /// The reason the peer's certificate was refused, when that is what failed.
+    pub fn certificate_error(&self) -> Option<&rustls::CertificateError> {
+        match self {
+            TlsError::Rustls(rustls::Error::InvalidCertificate(e)) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsError::Rustls(e) => fmt::Display::fmt(e, f),
+            TlsError::InvalidServerName(host) => {
+                write!(f, "{host:?} is not a valid TLS server name")
+            }
+            TlsError::Pem(why) => write!(f, "cannot read PEM: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TlsError::Rustls(e) => Some(e),
+            _ => None,
+        }
     }
 }
 
@@ -228,6 +274,18 @@ impl From<Expired> for Timeout {
 impl From<UsageError> for Error {
     fn from(e: UsageError) -> Self {
         Error::Usage(e)
+    }
+}
+
+impl From<TlsError> for Error {
+    fn from(e: TlsError) -> Self {
+        Error::Tls(Box::new(e))
+    }
+}
+
+impl From<rustls::Error> for Error {
+    fn from(e: rustls::Error) -> Self {
+        TlsError::Rustls(e).into()
     }
 }
 

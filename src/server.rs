@@ -43,9 +43,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::header::ORIGIN;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
+use http::{Request, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::timeout_at;
 
@@ -55,7 +54,7 @@ use crate::rt::handshake::{self, deadline_after};
 use crate::tls::TlsAcceptor;
 use crate::WebSocket;
 
-pub use crate::handshake::server::requested_subprotocols;
+pub use crate::handshake::server::{requested_subprotocols, Accept, Reject};
 
 /// Upgrades `io` to a WebSocket with the default [`Config`], accepting any path and no
 /// subprotocol. A malformed request is answered with 400 (426 for a wrong version) and returned
@@ -68,74 +67,6 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     Acceptor::new().accept(io).await.map(|(ws, _)| ws)
-}
-
-/// How to answer an accepted request: the subprotocol and extra response headers.
-#[derive(Debug, Clone, Default)]
-pub struct Accept {
-    pub(crate) protocol: Option<String>,
-    pub(crate) headers: HeaderMap,
-}
-
-impl Accept {
-    /// Accept with no subprotocol and no extra headers.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Select a subprotocol; it must be one the client offered (see [`requested_subprotocols`]),
-    /// or the handshake fails with 500.
-    pub fn protocol<P: Into<String>>(mut self, protocol: Option<P>) -> Self {
-        self.protocol = protocol.map(Into::into);
-        self
-    }
-
-    /// Add a response header. The handshake's own headers (`Upgrade`, `Connection`,
-    /// `Sec-WebSocket-Accept`...) cannot be overridden.
-    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.append(name, value);
-        self
-    }
-}
-
-/// How to refuse a request: a status, headers and a body.
-#[derive(Debug, Clone)]
-pub struct Reject(pub(crate) Box<RejectParts>);
-
-#[derive(Debug, Clone)]
-pub(crate) struct RejectParts {
-    pub(crate) status: StatusCode,
-    pub(crate) headers: HeaderMap,
-    pub(crate) body: Bytes,
-}
-
-impl Reject {
-    /// Refuse with `status` and an empty body.
-    pub fn new(status: StatusCode) -> Self {
-        Reject(Box::new(RejectParts {
-            status,
-            headers: HeaderMap::new(),
-            body: Bytes::new(),
-        }))
-    }
-
-    /// Add a response header.
-    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.0.headers.append(name, value);
-        self
-    }
-
-    /// Set the response body.
-    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
-        self.0.body = body.into();
-        self
-    }
-}
-
-impl From<StatusCode> for Reject {
-    fn from(status: StatusCode) -> Self {
-        Reject::new(status)
-    }
 }
 
 type Decide = dyn Fn(&Request<()>) -> std::result::Result<Accept, Reject> + Send + Sync;
@@ -301,6 +232,7 @@ impl Acceptor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn request_with_origins(origins: &[&'static str]) -> Request<()> {
         let mut request = Request::new(());

@@ -49,7 +49,6 @@
 //! # }
 //! ```
 
-use std::fmt;
 use std::io;
 use std::sync::{Arc, OnceLock};
 
@@ -58,6 +57,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio::net::TcpStream;
 
+pub use crate::error::TlsError;
 use crate::error::{Error, Result};
 
 pub use rustls;
@@ -67,65 +67,6 @@ pub use tokio_rustls::TlsAcceptor;
 
 /// The ALPN protocol a WebSocket handshake runs over (RFC 6455 is HTTP/1.1 only).
 const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
-
-/// Why TLS failed. Found in [`Error::Tls`], whose [`kind`](Error::kind) is
-/// [`ErrorKind::Tls`](crate::ErrorKind::Tls).
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq)]
-pub enum TlsError {
-    /// rustls refused the connection or a configuration: the peer's certificate did not verify
-    /// (see [`certificate_error`](Self::certificate_error): unknown issuer, expired, not valid for
-    /// the host name...), the peer sent an alert, no protocol version or cipher suite in common,
-    /// a private key that does not match its certificate...
-    Rustls(rustls::Error),
-    /// The URL's host cannot be used as a TLS server name.
-    InvalidServerName(String),
-    /// PEM data could not be read, or holds no certificate or no private key; the text says which.
-    Pem(String),
-}
-
-impl TlsError {
-    /// The reason the peer's certificate was refused, when that is what failed.
-    pub fn certificate_error(&self) -> Option<&rustls::CertificateError> {
-        match self {
-            TlsError::Rustls(rustls::Error::InvalidCertificate(e)) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for TlsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TlsError::Rustls(e) => fmt::Display::fmt(e, f),
-            TlsError::InvalidServerName(host) => {
-                write!(f, "{host:?} is not a valid TLS server name")
-            }
-            TlsError::Pem(why) => write!(f, "cannot read PEM: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for TlsError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            TlsError::Rustls(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<TlsError> for Error {
-    fn from(e: TlsError) -> Self {
-        Error::Tls(Box::new(e))
-    }
-}
-
-impl From<rustls::Error> for Error {
-    fn from(e: rustls::Error) -> Self {
-        TlsError::Rustls(e).into()
-    }
-}
 
 /// Classifies an error from a tokio-rustls handshake: a rustls error travels inside the
 /// `io::Error` and becomes [`Error::Tls`]; anything else is transport I/O.

@@ -4,14 +4,16 @@
 
 mod support;
 
+use bytes::BytesMut;
 use futures::SinkExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use wsio::error::UsageError;
+use wsio::handshake::Negotiated;
 use wsio::server::{requested_subprotocols, Accept, Acceptor};
 use wsio::{
     ClientBuilder, CloseCode, CloseFrame, Config, Error, ErrorKind, MaybeTlsStream, Message,
-    ReadyState, Stats, WebSocket,
+    ReadyState, Role, Stats, WebSocket,
 };
 
 use support::stream::{tcp_pair, tcp_pair_small_buffers, TcpWs};
@@ -44,6 +46,27 @@ async fn protocol_is_the_subprotocol_the_server_chose_on_both_sides() {
     let (client, server) = connect_pair(&["a", "b"], Some("b")).await;
     assert_eq!(client.protocol(), Some("b"));
     assert_eq!(server.protocol(), Some("b"));
+    assert_eq!(client.negotiated(), server.negotiated());
+    assert_eq!(client.negotiated().subprotocol(), Some("b"));
+}
+
+#[tokio::test]
+async fn a_socket_from_negotiated_reports_what_it_was_given() {
+    let (a, b) = tokio::io::duplex(64);
+    let negotiated = Negotiated::default().with_subprotocol("chat");
+    let config = Config::default();
+    let ws = WebSocket::from_negotiated(
+        a,
+        Role::Client,
+        config.clone(),
+        BytesMut::new(),
+        negotiated.clone(),
+    )
+    .unwrap();
+    assert_eq!(ws.negotiated(), &negotiated);
+    assert_eq!((ws.protocol(), ws.extensions()), (Some("chat"), ""));
+    let raw = WebSocket::from_raw_socket(b, Role::Server, config, BytesMut::new()).unwrap();
+    assert_eq!(raw.negotiated(), &Negotiated::default());
 }
 
 #[tokio::test]

@@ -19,9 +19,12 @@ const LIMIT: Duration = Duration::from_secs(8);
 
 /// Small buffers everywhere, so that writes wait often.
 fn config() -> Config {
+    // Small buffers everywhere, reading ahead included (writes read what the peer sends, up
+    // to this much), so that reads and writes often have to wait and get dropped.
     Config::default()
         .write_buffer_size(16 * 1024)
         .stream_fragment_size(8 * 1024)
+        .read_ahead_size(16 * 1024)
 }
 
 async fn small_pair() -> (TcpWs, TcpWs) {

@@ -19,11 +19,12 @@ use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
 };
 
+use super::negotiated::selected_subprotocol;
 use super::{
     check_connection_upgrade, derive_accept_key, from_httparse, generate_key, head_window,
     header_contains_token, http_version, is_token, is_valid_key, partial_head, push, single_header,
     split_list, to_header_map, trim_ows, value_eq_ignore_case, with_header_slots, write_headers,
-    HandshakeError, DEFAULT_MAX_HEADERS, WEBSOCKET_VERSION,
+    HandshakeError, Negotiated, Scheme, DEFAULT_MAX_HEADERS, WEBSOCKET_VERSION,
 };
 
 /// The most body bytes of a refusal that [`HandshakeError::Refused`] carries: 4 KiB. Enough for
@@ -269,10 +270,13 @@ impl ParsedResponse {
     /// The subprotocol the server selected (`Sec-WebSocket-Protocol`), if any. After
     /// [`ClientHandshake::parse_response`] succeeded, it is one of those offered.
     pub fn subprotocol(&self) -> Option<&str> {
-        let value = self.response.headers().get(SEC_WEBSOCKET_PROTOCOL)?;
-        std::str::from_utf8(trim_ows(value.as_bytes()))
-            .ok()
-            .filter(|protocol| !protocol.is_empty())
+        selected_subprotocol(self.response.headers())
+    }
+
+    /// What the handshake agreed on: the subprotocol and extensions of the response. After
+    /// [`ClientHandshake::parse_response`] succeeded, they are ones the request offered.
+    pub fn negotiated(&self) -> Negotiated {
+        Negotiated::from_response(&self.response)
     }
 }
 
@@ -395,14 +399,13 @@ fn request_target(uri: &Uri) -> Result<String, HandshakeError> {
 
 /// The default port of the URI's scheme, or `None` for a URI without scheme (origin-form).
 fn default_port(uri: &Uri) -> Result<Option<u16>, HandshakeError> {
-    match uri.scheme_str() {
-        None => Ok(None),
-        Some(s) if s.eq_ignore_ascii_case("ws") || s.eq_ignore_ascii_case("http") => Ok(Some(80)),
-        Some(s) if s.eq_ignore_ascii_case("wss") || s.eq_ignore_ascii_case("https") => {
-            Ok(Some(443))
-        }
-        Some(other) => Err(HandshakeError::InvalidUri(format!(
-            "unsupported scheme {other:?}, expected ws, wss, http or https"
+    let Some(name) = uri.scheme_str() else {
+        return Ok(None);
+    };
+    match Scheme::parse(name) {
+        Some(scheme) => Ok(Some(scheme.default_port())),
+        None => Err(HandshakeError::InvalidUri(format!(
+            "unsupported scheme {name:?}, expected ws, wss, http or https"
         ))),
     }
 }

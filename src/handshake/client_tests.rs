@@ -221,6 +221,10 @@ fn accepts_the_rfc_example_response_and_keeps_leftovers() {
     assert_eq!(&buf[parsed.head_len..], b"\x81\x05Hello");
     assert_eq!(parsed.response.status(), StatusCode::SWITCHING_PROTOCOLS);
     assert_eq!(parsed.subprotocol(), Some("chat"));
+    assert_eq!(
+        parsed.negotiated(),
+        Negotiated::default().with_subprotocol("chat")
+    );
 }
 
 #[test]

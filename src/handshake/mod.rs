@@ -7,6 +7,8 @@
 //! - [`client`] builds the upgrade request ([`client::ClientHandshake`]) and checks the
 //!   server's answer.
 //! - [`server`] parses and checks an upgrade request and builds the `101` answer or a refusal.
+//! - [`Negotiated`] is what the handshake agreed on (subprotocol, extensions), read from the
+//!   `101` by both ends.
 //!
 //! A driver (the async code that owns the socket) reads bytes into a buffer, calls a parser
 //! until it stops answering `Ok(None)` ("need more bytes"), and hands every byte after the HTTP
@@ -14,9 +16,13 @@
 
 pub mod client;
 mod error;
+mod negotiated;
+mod scheme;
 pub mod server;
 
 pub use error::HandshakeError;
+pub use negotiated::Negotiated;
+pub(crate) use scheme::Scheme;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;

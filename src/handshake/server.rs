@@ -11,7 +11,11 @@
 //! let response = accept_response(&request, protocol, &extra_headers)?;
 //! write_response(&response, b"", &mut out);       // driver writes `out`
 //! ```
+//!
+//! [`Accept`] and [`Reject`] are the same two answers as values: what a server's callback
+//! decides, turned into bytes by [`Accept::response`] and [`Reject::write`].
 
+use bytes::Bytes;
 use http::header::{
     ALLOW, CONNECTION, CONTENT_LENGTH, HOST, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS,
     SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, TRANSFER_ENCODING, UPGRADE,
@@ -23,7 +27,7 @@ use http::{
 use super::{
     check_connection_upgrade, derive_accept_key, from_httparse, head_window, header_contains_token,
     header_tokens, http_version, is_valid_key, partial_head, push, single_header, to_header_map,
-    trim_ows, with_header_slots, write_headers, HandshakeError, WEBSOCKET_VERSION,
+    trim_ows, with_header_slots, write_headers, HandshakeError, Negotiated, WEBSOCKET_VERSION,
 };
 
 /// Headers of a `101` answer that [`accept_response`] sets itself and never takes from
@@ -264,6 +268,108 @@ pub fn write_response(response: &Response<()>, body: &[u8], out: &mut Vec<u8>) {
     write_headers(response.headers(), out);
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
+}
+
+/// How to answer an accepted request: the subprotocol and extra response headers.
+#[derive(Debug, Clone, Default)]
+pub struct Accept {
+    protocol: Option<String>,
+    headers: HeaderMap,
+}
+
+impl Accept {
+    /// Accept with no subprotocol and no extra headers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Select a subprotocol; it must be one the client offered (see [`requested_subprotocols`]),
+    /// or the handshake fails with 500.
+    pub fn protocol<P: Into<String>>(mut self, protocol: Option<P>) -> Self {
+        self.protocol = protocol.map(Into::into);
+        self
+    }
+
+    /// Add a response header. The handshake's own headers (`Upgrade`, `Connection`,
+    /// `Sec-WebSocket-Accept`...) cannot be overridden.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// The `101` answer to `request` ([`accept_response`] with this subprotocol and these
+    /// headers), and what it agrees on.
+    ///
+    /// # Errors
+    /// As [`accept_response`]: a subprotocol the client did not offer, or a request without a
+    /// valid `Sec-WebSocket-Key`.
+    pub fn response(
+        &self,
+        request: &Request<()>,
+    ) -> Result<(Response<()>, Negotiated), HandshakeError> {
+        let response = accept_response(request, self.protocol.as_deref(), &self.headers)?;
+        let negotiated = Negotiated::from_response(&response);
+        Ok((response, negotiated))
+    }
+}
+
+/// How to refuse a request: a status, headers and a body.
+#[derive(Debug, Clone)]
+pub struct Reject(Box<RejectParts>);
+
+/// What a [`Reject`] holds, boxed so that `Result<Accept, Reject>` stays small.
+#[derive(Debug, Clone)]
+struct RejectParts {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Reject {
+    /// Refuse with `status` and an empty body.
+    pub fn new(status: StatusCode) -> Self {
+        Reject(Box::new(RejectParts {
+            status,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }))
+    }
+
+    /// Add a response header.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.0.headers.append(name, value);
+        self
+    }
+
+    /// Set the response body.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.0.body = body.into();
+        self
+    }
+
+    /// The status given to [`new`](Self::new). (An informational one goes out as 500, see
+    /// [`reject_response`].)
+    pub fn status(&self) -> StatusCode {
+        self.0.status
+    }
+
+    /// Appends the refusal to `out`: the head that [`reject_response`] builds from the status
+    /// and headers, then the body.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        let RejectParts {
+            status,
+            headers,
+            body,
+        } = &*self.0;
+        let response = reject_response(*status, headers, body.len());
+        write_response(&response, body, out);
+    }
+}
+
+impl From<StatusCode> for Reject {
+    fn from(status: StatusCode) -> Self {
+        Reject::new(status)
+    }
 }
 
 /// The extension-negotiation step: the `Sec-WebSocket-Extensions` value to answer the client's

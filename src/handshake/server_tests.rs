@@ -284,3 +284,62 @@ fn validate_request_checks_method_and_version_of_built_requests() {
         Err(HandshakeError::UnsupportedHttpVersion)
     ));
 }
+
+#[test]
+fn an_accept_answers_with_its_subprotocol_and_headers_and_says_what_it_agreed() {
+    let request = rfc_request();
+    let accept = Accept::new().protocol(Some("superchat")).header(
+        HeaderName::from_static("server"),
+        HeaderValue::from_static("wsio"),
+    );
+    let (response, negotiated) = accept.response(&request).unwrap();
+    let expected = accept_response(
+        &request,
+        Some("superchat"),
+        &response_extra("server", "wsio"),
+    );
+    assert_eq!(response.headers(), expected.unwrap().headers());
+    assert_eq!(
+        negotiated,
+        Negotiated::default().with_subprotocol("superchat")
+    );
+
+    let (_, negotiated) = Accept::new().response(&request).unwrap();
+    assert_eq!(negotiated, Negotiated::default());
+    let error = Accept::new()
+        .protocol(Some("mqtt"))
+        .response(&request)
+        .unwrap_err();
+    assert!(matches!(error, HandshakeError::UnexpectedSubprotocol(_)));
+}
+
+fn response_extra(name: &'static str, value: &'static str) -> HeaderMap {
+    let mut extra = HeaderMap::new();
+    extra.append(name, HeaderValue::from_static(value));
+    extra
+}
+
+#[test]
+fn a_reject_writes_its_status_headers_and_body() {
+    let reject = Reject::new(StatusCode::NOT_FOUND)
+        .header(
+            HeaderName::from_static("x-why"),
+            HeaderValue::from_static("path"),
+        )
+        .body("no such room");
+    assert_eq!(reject.status(), StatusCode::NOT_FOUND);
+    let mut out = Vec::new();
+    reject.write(&mut out);
+    let head = reject_response(StatusCode::NOT_FOUND, &response_extra("x-why", "path"), 12);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        written(&head, b"no such room")
+    );
+
+    // The status given is kept; what goes out is never informational.
+    let reject = Reject::from(StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(reject.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let mut out = Vec::new();
+    reject.write(&mut out);
+    assert!(out.starts_with(b"HTTP/1.1 500 Internal Server Error\r\n"));
+}

@@ -23,6 +23,7 @@ use tokio::time::{Instant, Sleep};
 use super::wakers::{Side, TaskWakers};
 use crate::config::Config;
 use crate::error::Error;
+use crate::handshake::Negotiated;
 use crate::proto::close::CloseFrame;
 use crate::proto::connection::Connection;
 use crate::proto::decoder::{DataKind, DirectChunk};
@@ -59,10 +60,8 @@ pub(crate) struct Driver<S> {
     reader_waits_on_replies: bool,
     /// The closing sequence finished and the end was reported.
     finished: bool,
-    /// The subprotocol the handshake agreed on.
-    protocol: Option<String>,
-    /// The extensions the handshake agreed on (header value; empty for none).
-    extensions: String,
+    /// What the opening handshake agreed on.
+    negotiated: Negotiated,
     /// Pings sent with [`WebSocket::ping`](crate::WebSocket::ping), oldest first.
     pings: VecDeque<PendingPing>,
 }
@@ -85,8 +84,7 @@ impl<S> Driver<S> {
         role: Role,
         config: Config,
         read_buf: BytesMut,
-        protocol: Option<String>,
-        extensions: String,
+        negotiated: Negotiated,
     ) -> Self {
         let read_size = config.get_read_buffer_size();
         let mut conn = Connection::new(role, config.proto());
@@ -108,8 +106,7 @@ impl<S> Driver<S> {
             write_failed: false,
             reader_waits_on_replies: false,
             finished: false,
-            protocol,
-            extensions,
+            negotiated,
             pings: VecDeque::new(),
         }
     }
@@ -139,19 +136,9 @@ impl<S> Driver<S> {
         &mut self.io
     }
 
-    /// The subprotocol the handshake agreed on.
-    pub(crate) fn protocol(&self) -> Option<&str> {
-        self.protocol.as_deref()
-    }
-
-    /// Records the subprotocol the handshake agreed on.
-    pub(crate) fn set_protocol(&mut self, protocol: Option<String>) {
-        self.protocol = protocol;
-    }
-
-    /// The extensions the handshake agreed on.
-    pub(crate) fn extensions(&self) -> &str {
-        &self.extensions
+    /// What the opening handshake agreed on.
+    pub(crate) fn negotiated(&self) -> &Negotiated {
+        &self.negotiated
     }
 
     /// Starts the closing handshake (once).

@@ -14,9 +14,8 @@ use super::socket::WebSocket;
 use crate::config::Config;
 use crate::error::{Error, HandshakeError, Result, Timeout};
 use crate::handshake::client::{content_length, ClientHandshake, ParsedResponse, MAX_REFUSED_BODY};
-use crate::handshake::server::{accept_response, parse_request, reject_response, write_response};
+use crate::handshake::server::{parse_request, write_response, Accept, Reject};
 use crate::proto::Role;
-use crate::server::{Accept, Reject};
 
 /// How much to read at a time while the HTTP head is incomplete.
 const HEAD_READ: usize = 1024;
@@ -73,9 +72,7 @@ where
         }
     };
     buf.advance(parsed.head_len);
-    let mut ws = WebSocket::from_raw_socket(io, Role::Client, config, buf)?;
-    ws.driver
-        .set_protocol(parsed.subprotocol().map(str::to_owned));
+    let ws = WebSocket::from_negotiated(io, Role::Client, config, buf, parsed.negotiated())?;
     Ok((ws, parsed.response))
 }
 
@@ -151,23 +148,23 @@ where
         Ok(Ok(Err(e))) => {
             let status = e.status_for_reply().unwrap_or(StatusCode::BAD_REQUEST);
             let body = e.to_string();
-            send_refusal(&mut io, Reject::new(status).body(body), deadline).await;
+            send_refusal(&mut io, &Reject::new(status).body(body), deadline).await;
             return Err(e.into());
         }
     };
     let accept = match decide(&request) {
         Ok(accept) => accept,
         Err(reject) => {
-            let status = reject.0.status;
-            send_refusal(&mut io, reject, deadline).await;
+            let status = reject.status();
+            send_refusal(&mut io, &reject, deadline).await;
             return Err(HandshakeError::Rejected { status }.into());
         }
     };
-    let response = match accept_response(&request, accept.protocol.as_deref(), &accept.headers) {
-        Ok(response) => response,
+    let (response, negotiated) = match accept.response(&request) {
+        Ok(accepted) => accepted,
         Err(e) => {
             let reject = Reject::new(StatusCode::INTERNAL_SERVER_ERROR);
-            send_refusal(&mut io, reject, deadline).await;
+            send_refusal(&mut io, &reject, deadline).await;
             return Err(e.into());
         }
     };
@@ -181,8 +178,7 @@ where
         .await
         .map_err(|_elapsed| handshake_timeout())??;
     buf.advance(head_len);
-    let mut ws = WebSocket::from_raw_socket(io, Role::Server, config, buf)?;
-    ws.driver.set_protocol(accept.protocol);
+    let ws = WebSocket::from_negotiated(io, Role::Server, config, buf, negotiated)?;
     Ok((ws, request))
 }
 
@@ -208,11 +204,9 @@ async fn read_request<S: AsyncRead + Unpin>(
 
 /// Writes a refusal and closes the transport, giving up at `deadline`; the peer may already be
 /// gone, which is fine.
-async fn send_refusal<S: AsyncWrite + Unpin>(io: &mut S, reject: Reject, deadline: Instant) {
-    let reject = *reject.0;
-    let response = reject_response(reject.status, &reject.headers, reject.body.len());
-    let mut out = Vec::with_capacity(256 + reject.body.len());
-    write_response(&response, &reject.body, &mut out);
+async fn send_refusal<S: AsyncWrite + Unpin>(io: &mut S, reject: &Reject, deadline: Instant) {
+    let mut out = Vec::with_capacity(256);
+    reject.write(&mut out);
     let send = async {
         let _ = io.write_all(&out).await;
         let _ = io.shutdown().await;

@@ -13,6 +13,7 @@ use super::driver::Driver;
 use super::facade::{application_close, PingSend, Pong};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::handshake::Negotiated;
 use crate::proto::close::{CloseCode, CloseFrame};
 use crate::proto::connection::{ReadyState, Stats};
 use crate::proto::message::{Message, Utf8Bytes};
@@ -61,14 +62,32 @@ pub(crate) fn poll_message<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 impl<S> WebSocket<S> {
-    /// Wraps a transport on which the opening handshake has already been done.
+    /// Wraps a transport on which the opening handshake has already been done, with nothing
+    /// negotiated (no subprotocol, no extension); see [`from_negotiated`](Self::from_negotiated).
     ///
     /// `read_buf` holds any bytes read past the handshake (a pipelined first frame); pass an
     /// empty buffer when there are none. Fails only if `config` is invalid.
     pub fn from_raw_socket(io: S, role: Role, config: Config, read_buf: BytesMut) -> Result<Self> {
+        Self::from_negotiated(io, role, config, read_buf, Negotiated::default())
+    }
+
+    /// Wraps a transport on which the opening handshake has already been done, with what that
+    /// handshake agreed on (from
+    /// [`ParsedResponse::negotiated`](crate::handshake::client::ParsedResponse::negotiated) or
+    /// [`Negotiated::from_response`]), reported by [`negotiated`](Self::negotiated).
+    ///
+    /// `read_buf` holds any bytes read past the handshake (a pipelined first frame); pass an
+    /// empty buffer when there are none. Fails only if `config` is invalid.
+    pub fn from_negotiated(
+        io: S,
+        role: Role,
+        config: Config,
+        read_buf: BytesMut,
+        negotiated: Negotiated,
+    ) -> Result<Self> {
         config.validate()?;
         Ok(WebSocket {
-            driver: Driver::new(io, role, config, read_buf, None, String::new()),
+            driver: Driver::new(io, role, config, read_buf, negotiated),
         })
     }
 
@@ -103,13 +122,18 @@ impl<S> WebSocket<S> {
 
     /// The subprotocol the opening handshake agreed on (`Sec-WebSocket-Protocol`), if any.
     pub fn protocol(&self) -> Option<&str> {
-        self.driver.protocol()
+        self.driver.negotiated().subprotocol()
     }
 
     /// The extensions the opening handshake agreed on (`Sec-WebSocket-Extensions`), as the
     /// header's value; empty when none were (wsio does not negotiate any yet).
     pub fn extensions(&self) -> &str {
-        self.driver.extensions()
+        self.driver.negotiated().extensions()
+    }
+
+    /// Everything the opening handshake agreed on: subprotocol and extensions.
+    pub fn negotiated(&self) -> &Negotiated {
+        self.driver.negotiated()
     }
 
     /// Which side of the connection this is.

@@ -1,0 +1,353 @@
+//! [`ClientBuilder`]: the options of a connection, and `connect` and `connect_on`, which tie
+//! the URL, the dialer, the redirects and the handshake together.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use http::header::{AUTHORIZATION, ORIGIN};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::dial::Dialer;
+use super::redirect::{Credentials, Redirects};
+use super::url::{split_userinfo, IntoClientRequest, Target};
+use crate::config::Config;
+use crate::error::{Error, HandshakeError, Result};
+use crate::handshake::client::{set_subprotocols, ClientHandshake};
+use crate::rt::handshake::{self, deadline_after};
+use crate::tls::CertificateDer;
+use crate::transport::MaybeTlsStream;
+use crate::WebSocket;
+
+type EditRequest = dyn Fn(&mut Request<()>) + Send + Sync;
+
+/// Options for opening a connection. Cheap to clone; one builder can open many connections.
+#[derive(Clone)]
+pub struct ClientBuilder {
+    config: Config,
+    subprotocols: Vec<String>,
+    headers: HeaderMap,
+    origin: Option<String>,
+    edit_request: Option<Arc<EditRequest>>,
+    max_redirects: usize,
+    dial: Dialer,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            config: Config::default(),
+            subprotocols: Vec::new(),
+            headers: HeaderMap::new(),
+            origin: None,
+            edit_request: None,
+            max_redirects: 0,
+            dial: Dialer::default(),
+        }
+    }
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("config", &self.config)
+            .field("subprotocols", &self.subprotocols)
+            .field("headers", &self.headers)
+            .field("origin", &self.origin)
+            .field("edit_request", &self.edit_request.is_some())
+            .field("max_redirects", &self.max_redirects)
+            .field("connect_timeout", &self.dial.connect_timeout)
+            .field("connect_attempt_timeout", &self.dial.attempt_timeout)
+            .field("nodelay", &self.dial.nodelay)
+            .field("tls_config", &self.dial.tls_config.is_some())
+            .field("root_certificates", &self.dial.root_certificates.len())
+            .finish()
+    }
+}
+
+impl ClientBuilder {
+    /// Default settings: no subprotocol, no extra headers, no redirects, a 60 s connect timeout,
+    /// `TCP_NODELAY`, the Mozilla roots for `wss://`, default [`Config`] (whose
+    /// [`handshake_timeout`](Config::handshake_timeout) bounds the handshake).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Use `config` for the handshake limits and timeout, and for the connection.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Offer these subprotocols, in order of preference (`Sec-WebSocket-Protocol`). The one the
+    /// server chose is in the response's `Sec-WebSocket-Protocol` header; a server that chooses
+    /// one not offered fails the handshake.
+    pub fn subprotocols<I, P>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        self.subprotocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Send this header with the request (added to those of a request passed to `connect`).
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Send `Origin: origin` (e.g. `"https://example.com"`), as a browser does; servers that
+    /// check origins need it. Replaces an `Origin` the request has. An origin that is not a valid
+    /// header value fails `connect` before any I/O.
+    pub fn origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = Some(origin.into());
+        self
+    }
+
+    /// Call `edit` with each request just before it is sent (once per redirect followed), to
+    /// add cookies, tokens or anything else. It sees the request with the builder's headers,
+    /// `Origin`, subprotocols and `Authorization` already set, and the user info removed from
+    /// the URI; the handshake headers it has not set (`Host`, `Upgrade`, `Connection`,
+    /// `Sec-WebSocket-Key`, `Sec-WebSocket-Version`) are added after it, and what it sets is
+    /// checked as in [`ClientHandshake::new`].
+    pub fn edit_request<F>(mut self, edit: F) -> Self
+    where
+        F: Fn(&mut Request<()>) + Send + Sync + 'static,
+    {
+        self.edit_request = Some(Arc::new(edit));
+        self
+    }
+
+    /// Follow up to `count` redirects (`301`, `302`, `303`, `307`, `308` with a `Location`).
+    /// A relative location is resolved against the URL requested; `http` and `https` locations
+    /// become `ws` and `wss`. Following fails with
+    /// [`HandshakeError::InvalidRedirect`] for a redirect from `wss` to `ws` (a downgrade), a
+    /// URL already visited (a loop), one more than `count` redirects, or a location that is not
+    /// a `ws`, `wss`, `http` or `https` URL.
+    ///
+    /// A redirect to another host or port does not carry `Authorization`, `Proxy-Authorization`
+    /// or `Cookie` headers of the request or the builder (credentials in the new URL's user info,
+    /// and what [`edit_request`](Self::edit_request) adds, are still sent).
+    ///
+    /// Only [`connect`](Self::connect) follows redirects. Default: 0, a redirect is returned as
+    /// [`HandshakeError::Refused`] (kind [`HandshakeRefused`](crate::ErrorKind::HandshakeRefused))
+    /// with its `Location` header.
+    pub fn max_redirects(mut self, count: usize) -> Self {
+        self.max_redirects = count;
+        self
+    }
+
+    /// How long [`connect`](Self::connect) may take to resolve the host, connect TCP and finish
+    /// the TLS handshake, in total; past it, it fails with [`Error::Timeout`] of
+    /// [`Timeout::Connect`](crate::error::Timeout::Connect). The WebSocket handshake that follows has its own
+    /// [`Config::handshake_timeout`]. Default: 60 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.dial.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one TCP connection attempt may take before [`connect`](Self::connect) tries the
+    /// host's next address (within [`connect_timeout`](Self::connect_timeout)). Default: the time
+    /// left split evenly among the addresses left, but at least 2 s each (as Go's dialer does), so
+    /// that an unreachable first address does not use up all the time.
+    pub fn connect_attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.dial.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// Set `TCP_NODELAY` on the connection (disable Nagle's algorithm), so that small messages
+    /// leave at once. Default: `true`.
+    pub fn nodelay(mut self, nodelay: bool) -> Self {
+        self.dial.nodelay = nodelay;
+        self
+    }
+
+    /// Use this rustls config for `wss://`, instead of the default one (the Mozilla roots, ALPN
+    /// `http/1.1`, see [`tls::client_config`](crate::tls::client_config)). It overrides every TLS default and
+    /// [`add_root_certificate`](Self::add_root_certificate): it is used as it is, so set its
+    /// `alpn_protocols` if you want ALPN. Use it for a private CA only, the OS trust store
+    /// (`rustls-platform-verifier`), client certificates or a different crypto provider.
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.dial.tls_config = Some(config);
+        self
+    }
+
+    /// Trust `certificate` (DER) as a root for `wss://`, in addition to the Mozilla roots: for a
+    /// private CA, or a self-signed server. An unusable certificate fails `connect` with
+    /// [`Error::Tls`].
+    pub fn add_root_certificate(mut self, certificate: CertificateDer<'static>) -> Self {
+        self.dial.root_certificates.push(certificate);
+        self
+    }
+
+    /// Completes `request` with the builder's settings; `credentials` says whether the
+    /// credential headers it carries (its own and the builder's) may be sent.
+    fn handshake(
+        &self,
+        mut request: Request<()>,
+        credentials: Credentials,
+    ) -> Result<ClientHandshake> {
+        for (name, value) in &self.headers {
+            request.headers_mut().append(name.clone(), value.clone());
+        }
+        if let Some(origin) = &self.origin {
+            let value = HeaderValue::try_from(origin.as_str()).map_err(|_| {
+                HandshakeError::InvalidHeader {
+                    name: "Origin",
+                    reason: "the value is not a valid header value",
+                }
+            })?;
+            request.headers_mut().insert(ORIGIN, value);
+        }
+        if !self.subprotocols.is_empty() {
+            set_subprotocols(request.headers_mut(), &self.subprotocols)?;
+        }
+        credentials.apply(request.headers_mut());
+        let (uri, userinfo) = split_userinfo(request.uri())?;
+        *request.uri_mut() = uri;
+        if let Some(credentials) = userinfo {
+            if !request.headers().contains_key(AUTHORIZATION) {
+                let basic = format!("Basic {}", BASE64.encode(credentials));
+                let value = HeaderValue::try_from(basic).map_err(|_| {
+                    Error::InvalidUrl("the user info cannot be sent as a header".into())
+                })?;
+                request.headers_mut().insert(AUTHORIZATION, value);
+            }
+        }
+        if let Some(edit) = &self.edit_request {
+            edit(&mut request);
+        }
+        Ok(ClientHandshake::new(request)?)
+    }
+
+    /// Resolves the URL's host, connects TCP (trying each address in turn) and, for `wss://`,
+    /// TLS, then performs the handshake, following redirects if
+    /// [`max_redirects`](Self::max_redirects) allows.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidUrl`] before any I/O: a scheme other than `ws`, `wss`, `http`,
+    ///   `https`, no host, port 0 or out of range.
+    /// - [`Error::Io`]: the host does not resolve, every address refused; [`Error::Timeout`] of
+    ///   [`Timeout::Connect`](crate::error::Timeout::Connect) past [`connect_timeout`](Self::connect_timeout).
+    /// - [`Error::Tls`]: the server's certificate did not verify (unknown issuer, expired, not
+    ///   for this host...) or the TLS handshake failed.
+    /// - [`Error::Timeout`] of [`Timeout::Handshake`](crate::error::Timeout::Handshake) past [`Config::handshake_timeout`];
+    ///   [`Error::Handshake`]: the server refused (kind
+    ///   [`HandshakeRefused`](crate::ErrorKind::HandshakeRefused), with the status, headers and
+    ///   start of the body) or answered wrongly.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the connection attempt; nothing else is affected.
+    pub async fn connect(
+        &self,
+        request: impl IntoClientRequest,
+    ) -> Result<(WebSocket<MaybeTlsStream>, Response<()>)> {
+        self.config.validate()?;
+        let mut request = request.into_client_request()?;
+        let mut redirects = Redirects::new(self.max_redirects, Target::of(request.uri())?);
+        let mut tls_config = None;
+        loop {
+            let target = Target::of(request.uri())?;
+            let tls = self.dial.tls_for(&target, &mut tls_config)?;
+            let credentials = redirects.credentials_for(&target);
+            let handshake = self.handshake(request.clone(), credentials)?;
+            let io = self.dial.open(&target, tls).await?;
+            let deadline = deadline_after(self.config.get_handshake_timeout());
+            match handshake::client(io, handshake, self.config.clone(), deadline).await {
+                Ok(done) => return Ok(done),
+                Err(error) => redirects.follow(&mut request, &target, error)?,
+            }
+        }
+    }
+
+    /// Performs the handshake over `io`, already connected to the server (TLS included, if
+    /// any), with the builder's headers, subprotocols, `Origin`, credentials, request hook and
+    /// [`Config::handshake_timeout`]. Redirects are not followed: they are returned as
+    /// [`HandshakeError::Refused`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops `io` mid-handshake; nothing else is affected.
+    pub async fn connect_on<S>(
+        &self,
+        io: S,
+        request: impl IntoClientRequest,
+    ) -> Result<(WebSocket<S>, Response<()>)>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let handshake = self.handshake(request.into_client_request()?, Credentials::Keep)?;
+        let deadline = deadline_after(self.config.get_handshake_timeout());
+        handshake::client(io, handshake, self.config.clone(), deadline).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+    use http::header::COOKIE;
+
+    fn request(uri: &str) -> Request<()> {
+        let uri: http::Uri = uri.parse().unwrap();
+        uri.into_client_request().unwrap()
+    }
+
+    #[test]
+    fn handshake_request_carries_builder_settings() {
+        let builder = ClientBuilder::new()
+            .subprotocols(["v2", "v1"])
+            .origin("https://example.com")
+            .header(
+                HeaderName::from_static("x-extra"),
+                HeaderValue::from_static("1"),
+            )
+            .edit_request(|request| {
+                request
+                    .headers_mut()
+                    .insert(COOKIE, HeaderValue::from_static("a=b"));
+            });
+        let hs = builder
+            .handshake(request("ws://user:pw@h:1/p"), Credentials::Keep)
+            .unwrap();
+        let headers = hs.request().headers();
+        assert_eq!(headers["origin"], "https://example.com");
+        assert_eq!(headers["x-extra"], "1");
+        assert_eq!(headers["cookie"], "a=b");
+        assert_eq!(headers["sec-websocket-protocol"], "v2, v1");
+        assert_eq!(headers["authorization"], "Basic dXNlcjpwdw==");
+        assert_eq!(headers["host"], "h:1");
+        assert_eq!(hs.request().uri(), "ws://h:1/p");
+
+        // Crossing to another host drops carried credentials; the hook can add them back.
+        let carried = Request::builder()
+            .uri("ws://h/")
+            .header(AUTHORIZATION, "Bearer t")
+            .header(COOKIE, "x=y")
+            .body(())
+            .unwrap();
+        let hs = ClientBuilder::new()
+            .handshake(carried, Credentials::Strip)
+            .unwrap();
+        assert!(!hs.request().headers().contains_key(AUTHORIZATION));
+        assert!(!hs.request().headers().contains_key(COOKIE));
+
+        let e = ClientBuilder::new()
+            .origin("bad\norigin")
+            .handshake(request("ws://h/"), Credentials::Keep)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Handshake);
+    }
+
+    #[test]
+    fn user_info_in_a_stripped_request_is_still_sent() {
+        let hs = ClientBuilder::new()
+            .header(AUTHORIZATION, HeaderValue::from_static("Bearer old"))
+            .handshake(request("ws://new:pw@other/"), Credentials::Strip)
+            .unwrap();
+        assert_eq!(hs.request().headers()[AUTHORIZATION], "Basic bmV3OnB3");
+    }
+}

@@ -1,0 +1,221 @@
+//! Opening the transport: resolving the host, connecting TCP an address at a time within the
+//! connect timeout, and TLS for `wss://`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ClientConfig;
+use tokio::net::TcpStream;
+use tokio::time::{timeout, timeout_at, Instant};
+
+use super::url::Target;
+use crate::error::{Error, Result, Timeout};
+use crate::rt::handshake::deadline_after;
+use crate::tls::{self, CertificateDer, ServerName};
+use crate::transport::MaybeTlsStream;
+
+/// The shortest time an attempt gets when the connect timeout is split among addresses.
+const MIN_ATTEMPT: Duration = Duration::from_secs(2);
+
+/// How a [`ClientBuilder`](super::ClientBuilder) opens transports; its defaults are documented
+/// on the builder's setters.
+#[derive(Clone)]
+pub(super) struct Dialer {
+    pub(super) connect_timeout: Duration,
+    pub(super) attempt_timeout: Option<Duration>,
+    pub(super) nodelay: bool,
+    pub(super) tls_config: Option<Arc<ClientConfig>>,
+    pub(super) root_certificates: Vec<CertificateDer<'static>>,
+}
+
+impl Default for Dialer {
+    fn default() -> Self {
+        Dialer {
+            connect_timeout: Duration::from_secs(60),
+            attempt_timeout: None,
+            nodelay: true,
+            tls_config: None,
+            root_certificates: Vec::new(),
+        }
+    }
+}
+
+/// What TLS needs to connect to one target: the rustls config and the name to verify.
+pub(super) struct TlsTarget {
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+}
+
+impl Dialer {
+    /// TLS for a connection to `target`: `None` for `ws://`. The rustls config is built at the
+    /// first `wss://` target and kept in `config` for those that follow (redirects), so that
+    /// everything TLS can refuse is refused before any I/O.
+    pub(super) fn tls_for(
+        &self,
+        target: &Target,
+        config: &mut Option<Arc<ClientConfig>>,
+    ) -> Result<Option<TlsTarget>> {
+        if !target.scheme.is_secure() {
+            return Ok(None);
+        }
+        let config = match config {
+            Some(config) => Arc::clone(config),
+            None => config.insert(self.client_config()?).clone(),
+        };
+        let name = tls::server_name(&target.host)?;
+        Ok(Some(TlsTarget { config, name }))
+    }
+
+    /// The rustls config for `wss://`.
+    fn client_config(&self) -> Result<Arc<ClientConfig>> {
+        if let Some(config) = &self.tls_config {
+            return Ok(config.clone());
+        }
+        if self.root_certificates.is_empty() {
+            return tls::default_client_config();
+        }
+        let mut roots = tls::default_root_store();
+        for certificate in &self.root_certificates {
+            roots.add(certificate.clone())?;
+        }
+        tls::client_config(roots)
+    }
+
+    /// Resolves `target`'s host, connects TCP and, with `tls`, TLS, all within the connect
+    /// timeout.
+    pub(super) async fn open(
+        &self,
+        target: &Target,
+        tls: Option<TlsTarget>,
+    ) -> Result<MaybeTlsStream> {
+        let deadline = deadline_after(self.connect_timeout);
+        let open = async {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((target.host.as_str(), target.port))
+                    .await?
+                    .collect();
+            let tcp = connect_addrs(&addrs, deadline, self.attempt_timeout, &target.host).await?;
+            tcp.set_nodelay(self.nodelay)?;
+            Ok(match tls {
+                None => MaybeTlsStream::Plain(tcp),
+                Some(TlsTarget { config, name }) => {
+                    MaybeTlsStream::Rustls(Box::new(tls::connect(config, name, tcp).await?))
+                }
+            })
+        };
+        timeout_at(deadline, open)
+            .await
+            .map_err(|_elapsed| Error::Timeout(Timeout::Connect))?
+    }
+}
+
+/// Connects to the first of `addrs` that answers, each attempt bounded by `per_attempt` (or its
+/// share of the time left) and all by `deadline`.
+async fn connect_addrs(
+    addrs: &[SocketAddr],
+    deadline: Instant,
+    per_attempt: Option<Duration>,
+    host: &str,
+) -> Result<TcpStream> {
+    let mut last_error = None;
+    for (i, addr) in addrs.iter().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let share = left / u32::try_from(addrs.len() - i).unwrap_or(u32::MAX);
+        let budget = per_attempt
+            .unwrap_or_else(|| share.max(MIN_ATTEMPT))
+            .min(left);
+        match timeout(budget, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => return Ok(tcp),
+            Ok(Err(e)) => last_error = Some(Error::Io(e)),
+            Err(_elapsed) => last_error = Some(Error::Timeout(Timeout::Connect)),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        Error::Io(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{host} resolved to no address"),
+        ))
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    /// A loopback listener whose accept queue is full: connecting to it hangs.
+    async fn unanswering() -> (tokio::net::TcpListener, TcpStream, SocketAddr) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let filler = TcpStream::connect(addr).await.unwrap();
+        (listener, filler, addr)
+    }
+
+    #[tokio::test]
+    async fn an_address_that_hangs_gives_way_to_the_next() {
+        let (_hang, _filler, hang_addr) = unanswering().await;
+        if timeout(Duration::from_millis(300), TcpStream::connect(hang_addr))
+            .await
+            .is_ok()
+        {
+            eprintln!("this kernel does not leave a full accept queue unanswered; skipping");
+            return;
+        }
+        let good = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let good_addr = good.local_addr().unwrap();
+        let deadline = deadline_after(Duration::from_secs(10));
+        let started = std::time::Instant::now();
+        let tcp = connect_addrs(
+            &[hang_addr, good_addr],
+            deadline,
+            Some(Duration::from_millis(200)),
+            "test",
+        )
+        .await
+        .unwrap();
+        assert_eq!(tcp.peer_addr().unwrap(), good_addr);
+        assert!(started.elapsed() < Duration::from_secs(5));
+
+        // Only hanging addresses: the last attempt's timeout is reported.
+        let e = connect_addrs(
+            &[hang_addr],
+            deadline,
+            Some(Duration::from_millis(100)),
+            "t",
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, Error::Timeout(Timeout::Connect)), "{e:?}");
+        let e = connect_addrs(&[], deadline, None, "nowhere")
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Io);
+    }
+
+    #[test]
+    fn tls_is_prepared_for_wss_only_and_once() {
+        let dialer = Dialer::default();
+        let target = |text: &str| Target::of(&text.parse().unwrap()).unwrap();
+        let mut config = None;
+        assert!(dialer
+            .tls_for(&target("ws://h/"), &mut config)
+            .unwrap()
+            .is_none());
+        assert!(config.is_none());
+        let tls = dialer.tls_for(&target("wss://h/"), &mut config).unwrap();
+        let first = config.clone().unwrap();
+        assert!(Arc::ptr_eq(&tls.unwrap().config, &first));
+        dialer
+            .tls_for(&target("wss://other/"), &mut config)
+            .unwrap();
+        assert!(Arc::ptr_eq(config.as_ref().unwrap(), &first));
+        let e = dialer
+            .tls_for(&target("wss://[::1]/"), &mut config)
+            .map(|_| ());
+        assert!(e.is_ok(), "an IP address is a server name: {e:?}");
+    }
+}

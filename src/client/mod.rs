@@ -1,0 +1,78 @@
+//! Opening WebSocket connections.
+//!
+//! [`connect`] takes a `ws://` or `wss://` URL, resolves the host, connects TCP (and TLS) and
+//! performs the handshake; [`connect_on`] performs the handshake over a stream you already have.
+//! A [`ClientBuilder`] adds subprotocols, headers, `Origin`, a hook that edits the request,
+//! redirects, timeouts, TLS roots and a [`Config`](crate::Config).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! # async fn demo() -> wsio::Result<()> {
+//! let token = "secret";
+//! let (mut ws, response) = wsio::ClientBuilder::new()
+//!     .subprotocols(["chat.v2", "chat.v1"])
+//!     .origin("https://example.com")
+//!     .edit_request(move |request| {
+//!         let cookie = http::HeaderValue::try_from(format!("session={token}")).unwrap();
+//!         request.headers_mut().insert(http::header::COOKIE, cookie);
+//!     })
+//!     .max_redirects(3)
+//!     .connect_timeout(Duration::from_secs(10))
+//!     .config(wsio::Config::default().handshake_timeout(Duration::from_secs(5)))
+//!     .connect("wss://user:password@example.com/chat")
+//!     .await?;
+//! println!("server chose {:?}", response.headers().get("sec-websocket-protocol"));
+//! ws.send_text("hi").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Everything that can be checked before any I/O is: a URL that is not `ws`, `wss` (or `http`,
+//! `https`, taken as aliases), has no host or a bad port fails at once with
+//! [`ErrorKind::InvalidUrl`](crate::ErrorKind::InvalidUrl).
+
+// One job a file: `url` reads what a URL names (scheme, host, port, user info), `dial` opens
+// the transport (TCP, TLS, connect timeouts), `redirect` decides which redirects are followed and
+// what a request keeps across them, and `builder` ties them together for `ClientBuilder`.
+mod builder;
+mod dial;
+mod redirect;
+mod url;
+
+use http::Response;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::error::Result;
+use crate::transport::MaybeTlsStream;
+use crate::WebSocket;
+
+pub use builder::ClientBuilder;
+pub use url::IntoClientRequest;
+
+/// Connects to a `ws://` or `wss://` URL with the default settings of [`ClientBuilder`].
+/// Returns the connection and the server's 101 response.
+///
+/// `wss://` verifies the server's certificate against the Mozilla roots (see [`crate::tls`]).
+///
+/// # Cancel safety
+/// Dropping the future abandons the connection attempt; nothing else is affected.
+pub async fn connect(
+    request: impl IntoClientRequest,
+) -> Result<(WebSocket<MaybeTlsStream>, Response<()>)> {
+    ClientBuilder::new().connect(request).await
+}
+
+/// Performs the client handshake over `io`, a stream already connected to the server. The
+/// request's URI may be a full `ws://` URL or just a path when the request carries `Host`.
+///
+/// # Cancel safety
+/// Dropping the future drops `io` mid-handshake; nothing else is affected.
+pub async fn connect_on<S>(
+    io: S,
+    request: impl IntoClientRequest,
+) -> Result<(WebSocket<S>, Response<()>)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    ClientBuilder::new().connect_on(io, request).await
+}
