@@ -596,6 +596,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             wanted.saturating_sub(buffered).max(min)
         };
         if consumer.is_none() {
+            if self.read_buf.capacity() == buffered {
+                return self.poll_probe(cx);
+            }
             let room = self
                 .config
                 .get_read_ahead_size()
@@ -620,6 +623,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             }
         }
         result
+    }
+
+    /// A sender's read ahead when the read buffer has no room: a small read into the stack
+    /// first, as most sends find nothing to read, and a buffer made and dropped on every send
+    /// would cost an allocation each.
+    fn poll_probe(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let mut probe = [0u8; 1024];
+        let mut buf = ReadBuf::new(&mut probe);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+        let n = buf.filled().len();
+        self.read_buf.extend_from_slice(buf.filled());
+        self.conn.record_wire(n, 0);
+        Poll::Ready(Ok(n))
     }
 
     /// Gives a large read buffer back once it is empty, so an idle connection holds little.
