@@ -34,15 +34,24 @@ struct Truth {
     valid_up_to: usize,
     /// The length of the shortest prefix that std calls invalid (not merely incomplete).
     detect: Option<usize>,
+    /// `boundary[i]`: `text[..i]` ends on a code point boundary (for `i <= valid_up_to`).
+    boundary: Vec<bool>,
 }
 
 impl Truth {
     fn of(text: &[u8]) -> Self {
+        let boundaries = |valid: &[u8]| {
+            let valid = std::str::from_utf8(valid).expect("valid up to there");
+            (0..=valid.len())
+                .map(|i| valid.is_char_boundary(i))
+                .collect()
+        };
         match std::str::from_utf8(text) {
             Ok(_) => Truth {
                 valid: true,
                 valid_up_to: text.len(),
                 detect: None,
+                boundary: boundaries(text),
             },
             Err(e) => {
                 let start = e.valid_up_to();
@@ -60,17 +69,15 @@ impl Truth {
                     valid: false,
                     valid_up_to: start,
                     detect,
+                    boundary: boundaries(&text[..start]),
                 }
             }
         }
     }
 
     /// Whether `text[..end]` ends on a code point boundary, for an `end` before detection.
-    fn complete_at(&self, text: &[u8], end: usize) -> bool {
-        end <= self.valid_up_to
-            && std::str::from_utf8(&text[..self.valid_up_to])
-                .expect("valid up to there")
-                .is_char_boundary(end)
+    fn complete_at(&self, end: usize) -> bool {
+        end <= self.valid_up_to && self.boundary[end]
     }
 }
 
@@ -89,7 +96,7 @@ fn check(text: &[u8], pieces: &[&[u8]], truth: &Truth) {
                 );
                 assert_eq!(
                     v.is_complete(),
-                    truth.complete_at(text, end),
+                    truth.complete_at(end),
                     "is_complete after {end} bytes of {text:02x?} (piece {i})"
                 );
             }
