@@ -14,7 +14,8 @@
 # the system's C++ compiler. Only the sanitizers need a nightly-only flag (`-Zsanitizer=...`):
 # FUZZ_SANITIZER=address sets RUSTC_BOOTSTRAP=1 so that stable accepts it (stable ships the
 # sanitizer runtimes). The default is none: the targets check their own invariants and the
-# code under test is almost all safe Rust, so speed wins; ASan runs about three times slower.
+# code under test is almost all safe Rust, so speed wins: ASan runs four to five times slower
+# here (header: 285k against 53k executions a second; decoder_splits: 11.7k against 2.6k).
 # cargo-fuzz is pinned because a later version could pass other flags.
 #
 # The build is made once (`cargo fuzz build`, every target) and each target's binary is then
@@ -72,6 +73,8 @@ for target in "${targets[@]}"; do
     printf '%-20s %12s %8s  %s\n' "$target" "${runs:-?}" "${speed:-?}" "$result"
 done
 
+# A closing line that CI's test-count reader understands.
+printf 'fuzz: %d passed, %d failed\n' $((${#targets[@]} - ${#failed[@]})) "${#failed[@]}"
 if [ "${#failed[@]}" -ne 0 ]; then
     for target in "${failed[@]}"; do
         printf '\n==> %s: end of %s\n' "$target" "fuzz/artifacts/$target/fuzz.log"
