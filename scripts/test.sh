@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, the import graph, unit/integration/doc tests, Autobahn
-# in both roles. Installs what it needs: the real peers of tests/real_peers.rs (Python
-# websockets, Node ws) through scripts/install-peers.sh, Autobahn's Python 2.7 toolchain through
-# ../shared/autobahn/setup.sh.
+# in both roles, then a short fuzzing run of the sans-io layers. Installs what it needs: the real
+# peers of tests/real_peers.rs (Python websockets, Node ws) through scripts/install-peers.sh,
+# Autobahn's Python 2.7 toolchain through ../shared/autobahn/setup.sh, cargo-fuzz through
+# scripts/fuzz.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
@@ -20,3 +21,5 @@ cargo test --all-targets
 cargo test --doc
 step "Autobahn|Testsuite, server and client roles (strict)"
 bash scripts/autobahn.sh
+step "Fuzzing the sans-io parsers, 20 s per target (scripts/fuzz.sh)"
+bash scripts/fuzz.sh 20

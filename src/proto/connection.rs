@@ -362,6 +362,11 @@ impl Connection {
         buf: &mut BytesMut,
         consumer: Consumer,
     ) -> Option<Result<Received, FailReason>> {
+        if consumer == Consumer::Messages {
+            // The message API never holds part of a message: a reader's message it meets was
+            // let go, and its rest is discarded.
+            self.inbound.abandon_stream();
+        }
         loop {
             match self.inbound.pop(consumer) {
                 Ok(Some(received)) => return Some(Ok(received)),
@@ -536,7 +541,9 @@ impl Connection {
         self.undelivered = Some(Undelivered::Failure(reason));
     }
 
-    /// A stream reader let go of its message before the end: the rest is discarded.
+    /// A stream reader let go of its message before the end: the rest is discarded. A runtime
+    /// calls it when a new reader starts (the old one is gone); the message API's `receive`
+    /// does it itself.
     pub fn abandon_stream(&mut self) {
         self.inbound.abandon_stream();
     }

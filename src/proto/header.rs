@@ -94,6 +94,12 @@ impl FrameHeader {
         let opcode = OpCode::from_u8(b0 & 0x0F)?;
         let masked = b1 & 0x80 != 0;
         let len7 = b1 & 0x7F;
+        // Control-frame rules need only the first two bytes (a 16- or 64-bit length is already
+        // too long). Checking them first gives the same error whether the rest of the header
+        // has arrived or not.
+        if opcode.is_control() {
+            check_control(fin, u64::from(len7))?;
+        }
         let ext_len = match len7 {
             126 => 2,
             127 => 8,
@@ -102,10 +108,6 @@ impl FrameHeader {
         let mask_len = if masked { 4 } else { 0 };
         let header_len = 2 + ext_len + mask_len;
         if buf.len() < header_len {
-            // Control-frame rules can be checked before the rest of the header arrives.
-            if opcode.is_control() {
-                check_control(fin, u64::from(len7))?;
-            }
             return Ok(None);
         }
         let payload_len = match ext_len {
@@ -121,9 +123,6 @@ impl FrameHeader {
                 len
             }
         };
-        if opcode.is_control() {
-            check_control(fin, payload_len)?;
-        }
         let mask = masked.then(|| {
             let at = 2 + ext_len;
             [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]
@@ -273,5 +272,25 @@ mod tests {
             FrameHeader::parse(&[0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0]),
             Err(ProtocolError::InvalidPayloadLength)
         );
+    }
+
+    /// Found by fuzzing (fuzz/, target `header`): a control frame with a 64-bit length whose
+    /// top bit is set failed with `InvalidPayloadLength` when its header arrived whole, but with
+    /// `FragmentedControlFrame` or `ControlFrameTooLong` when it arrived in pieces.
+    #[test]
+    fn control_frame_error_does_not_depend_on_how_much_header_arrived() {
+        for (first, want) in [
+            (0x08, ProtocolError::FragmentedControlFrame),
+            (0x89, ProtocolError::ControlFrameTooLong),
+        ] {
+            let header = [first, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4];
+            for cut in 2..=header.len() {
+                assert_eq!(
+                    FrameHeader::parse(&header[..cut]),
+                    Err(want.clone()),
+                    "cut {cut}"
+                );
+            }
+        }
     }
 }

@@ -484,3 +484,34 @@ fn seeded_keys_make_a_client_run_repeat() {
     assert_eq!(wire([1; 32]), wire([1; 32]));
     assert_ne!(wire([1; 32]), wire([2; 32]));
 }
+
+#[test]
+fn the_message_api_meeting_a_readers_message_discards_it_for_every_later_consumer() {
+    // Found by the connection_ops fuzz target: a reader's message, half received; `recv`
+    // passes by (nothing more has arrived); then the stream API asks again. It must get the
+    // next message from its start, never the middle of the one the reader let go.
+    let mut pair = Pair::new(ProtoConfig::default());
+    let server = &mut pair.server.conn;
+    let mut builder = FragmentBuilder::new(1 << 20);
+    builder.append(b"first ", server.mask_keys());
+    server
+        .send_built_fragment(DataKind::Binary, false, &mut builder)
+        .unwrap();
+    pair.deliver(Role::Server);
+    let inbox = &mut pair.client.inbox;
+    let first = pair.client.conn.receive(inbox, Consumer::Stream);
+    assert!(matches!(first, Some(Ok(Received::Chunk(c))) if c.start && !c.end));
+    assert!(pair.receive(Role::Client, Consumer::Messages).is_empty());
+    let server = &mut pair.server.conn;
+    builder.append(b"rest", server.mask_keys());
+    server
+        .send_built_fragment(DataKind::Binary, true, &mut builder)
+        .unwrap();
+    server.send_message(Message::binary(&b"second"[..])).unwrap();
+    pair.deliver(Role::Server);
+    let got = pair.receive(Role::Client, Consumer::Stream);
+    assert!(
+        matches!(&got[..], [Received::Chunk(c)] if c.start && c.end && &c.data[..] == b"second"),
+        "{got:?}"
+    );
+}

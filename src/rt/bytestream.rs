@@ -53,7 +53,9 @@ fn byte_writer(fragment_size: usize) -> WriteState {
 impl<S> ByteStream<S> {
     /// Turns a connection into a byte stream.
     pub fn new(ws: WebSocket<S>) -> Self {
-        let driver = ws.driver;
+        let mut driver = ws.driver;
+        // A message a reader let go of before its end is not part of the byte stream.
+        driver.conn_mut().abandon_stream();
         let write = byte_writer(driver.config().get_stream_fragment_size());
         ByteStream {
             driver,
