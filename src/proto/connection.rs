@@ -300,6 +300,11 @@ impl Connection {
         self.parked
     }
 
+    /// Whether pongs were received since [`take_pongs`](Self::take_pongs) was last called.
+    pub fn has_pongs(&self) -> bool {
+        !self.pongs.is_empty()
+    }
+
     /// The payloads of pongs received since the previous call, oldest first.
     pub fn take_pongs(&mut self) -> impl Iterator<Item = Bytes> + '_ {
         self.pongs.drain(..)

@@ -507,7 +507,9 @@ fn the_message_api_meeting_a_readers_message_discards_it_for_every_later_consume
     server
         .send_built_fragment(DataKind::Binary, true, &mut builder)
         .unwrap();
-    server.send_message(Message::binary(&b"second"[..])).unwrap();
+    server
+        .send_message(Message::binary(&b"second"[..]))
+        .unwrap();
     pair.deliver(Role::Server);
     let got = pair.receive(Role::Client, Consumer::Stream);
     assert!(

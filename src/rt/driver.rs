@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
-use super::wakers::{Side, TaskWakers};
+use super::wakers::{Registered, Side, TaskWakers};
 use crate::config::Config;
 use crate::error::Error;
 use crate::handshake::Negotiated;
@@ -43,6 +43,9 @@ pub(crate) struct Driver<S> {
     read_buf: BytesMut,
     config: Config,
     wakers: Arc<TaskWakers>,
+    registered: Registered,
+    /// Two tasks have polled the connection (one per side): see [`on_side`](Self::on_side).
+    split: bool,
     /// Wakes both sides: what the transport and the timer are polled with.
     io_waker: Waker,
     /// The one timer, armed at the core's next deadline.
@@ -58,6 +61,9 @@ pub(crate) struct Driver<S> {
     write_failed: bool,
     /// A receiver waits for the replies it queued to be written.
     reader_waits_on_replies: bool,
+    /// A receiver polled since a sender last read ahead: the receiving side is being looked
+    /// after, so the next send need not read ahead (an echo loop, a read half's task).
+    receiver_active: bool,
     /// The closing sequence finished and the end was reported.
     finished: bool,
     /// What the opening handshake agreed on.
@@ -97,6 +103,8 @@ impl<S> Driver<S> {
             read_buf,
             config,
             wakers,
+            registered: Registered::default(),
+            split: false,
             io_waker,
             timer: None,
             timer_at: None,
@@ -105,6 +113,7 @@ impl<S> Driver<S> {
             read_error: None,
             write_failed: false,
             reader_waits_on_replies: false,
+            receiver_active: false,
             finished: false,
             negotiated,
             pings: VecDeque::new(),
@@ -160,10 +169,28 @@ impl<S> Driver<S> {
         self.finished
     }
 
-    /// Registers the task polling `side` and returns the waker to poll the transport with.
-    fn enter(&self, cx: &Context<'_>, side: Side) -> Waker {
-        self.wakers.register(side, cx.waker());
-        self.io_waker.clone()
+    /// Runs `f` for the task polling `side`, with the context to poll the transport with.
+    ///
+    /// While one task polls both sides (no split), that is its own context: nothing to keep
+    /// apart, nothing to register. From the first poll by another task on, the connection is
+    /// split for good: each side's task is registered on its side, and the transport is polled
+    /// with the waker that wakes both.
+    fn on_side<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        side: Side,
+        f: impl FnOnce(&mut Self, &mut Context<'_>) -> R,
+    ) -> R {
+        if !self.split {
+            if self.registered.same_task(side, cx.waker()) {
+                return f(self, cx);
+            }
+            self.split = true;
+            self.wakers.adopt(&self.registered);
+        }
+        self.wakers.register(side, cx.waker(), &mut self.registered);
+        let waker = self.io_waker.clone();
+        f(self, &mut Context::from_waker(&waker))
     }
 
     /// The error a send gets once nothing more can be sent: the peer's close or the violation
@@ -181,17 +208,22 @@ impl<S> Driver<S> {
     /// Matches received pongs against the pings sent. A pong answers the ping with the same
     /// payload and, as a peer may answer only the latest of several pings (RFC 6455 §5.5.3),
     /// every ping sent before it.
+    #[inline]
     fn resolve_pings(&mut self) {
         if self.pings.is_empty() {
-            self.conn.take_pongs().for_each(drop);
+            if self.conn.has_pongs() {
+                self.conn.take_pongs().for_each(drop);
+            }
             return;
         }
-        let now = Instant::now();
-        let pongs: Vec<Bytes> = self.conn.take_pongs().collect();
-        for pong in pongs {
-            if let Some(at) = self.pings.iter().position(|p| p.payload == pong) {
-                for ping in self.pings.drain(..=at) {
-                    let _ = ping.reply.send(now - ping.sent);
+        if self.conn.has_pongs() {
+            let now = Instant::now();
+            let pongs: Vec<Bytes> = self.conn.take_pongs().collect();
+            for pong in pongs {
+                if let Some(at) = self.pings.iter().position(|p| p.payload == pong) {
+                    for ping in self.pings.drain(..=at) {
+                        let _ = ping.reply.send(now - ping.sent);
+                    }
                 }
             }
         }
@@ -267,11 +299,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// side. What the sender queued leaves first: a violation found while reading ahead fails
     /// the connection after the messages sent before it, as a receiver would have found it.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let waker = self.enter(cx, Side::Write);
-        let cx = &mut Context::from_waker(&waker);
+        self.sending(cx, Self::poll_flush_io)
+    }
+
+    /// Runs a sender's step `f` with the context the transport is polled with, once the
+    /// calling task is registered on the sending side: one registration for a whole `send`.
+    pub(crate) fn sending<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Self, &mut Context<'_>) -> R,
+    ) -> R {
+        self.on_side(cx, Side::Write, f)
+    }
+
+    /// [`poll_flush`](Self::poll_flush), inside [`sending`](Self::sending).
+    pub(crate) fn poll_flush_io(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let flushed = self.poll_flush_all(cx);
-        self.poll_background(cx);
+        self.read_ahead_unless_received(cx);
         flushed
+    }
+
+    /// A sender's read ahead, skipped when a receiver has polled since the last one: then the
+    /// receiving side reads for itself (an echo loop, or a read half in its own task), and a
+    /// send costs no extra poll of the transport. A sender that is the only one polling reads
+    /// ahead on every send.
+    pub(crate) fn read_ahead_unless_received(&mut self, cx: &mut Context<'_>) {
+        if std::mem::take(&mut self.receiver_active) {
+            return;
+        }
+        self.poll_background(cx);
     }
 
     fn poll_flush_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
@@ -317,8 +373,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// Waits until the transmit queue is below the write buffer size, so one more message may be
     /// queued. Fails, saying why, once nothing more can be sent.
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let waker = self.enter(cx, Side::Write);
-        let cx = &mut Context::from_waker(&waker);
+        self.sending(cx, Self::poll_ready_io)
+    }
+
+    /// [`poll_ready`](Self::poll_ready), inside [`sending`](Self::sending).
+    pub(crate) fn poll_ready_io(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if !self.conn.can_send() {
             return Poll::Ready(Err(self.send_error()));
         }
@@ -347,8 +406,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// A sender's turn for the receiving side once its bytes are queued: see
     /// [`poll_background`](Self::poll_background).
     pub(crate) fn read_ahead(&mut self, cx: &mut Context<'_>) {
-        let waker = self.enter(cx, Side::Write);
-        self.poll_background(&mut Context::from_waker(&waker));
+        self.sending(cx, Self::read_ahead_unless_received);
     }
 
     /// What a sender does for the receiving side, without ever waiting: reads ahead what the
@@ -361,7 +419,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         let frames_before = self.conn.stats().frames_received;
         loop {
             let queued = self.conn.transmit().end_position();
-            self.conn.read_ahead(&mut self.read_buf);
+            if !self.read_buf.is_empty() {
+                self.conn.read_ahead(&mut self.read_buf);
+            }
             if self.conn.transmit().end_position() != queued && !self.write_failed {
                 // Replies to what was read (pongs, the close echo) leave now; data the sender
                 // queued is written when it flushes, so a burst still leaves in one write.
@@ -474,8 +534,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         cx: &mut Context<'_>,
         consumer: Consumer,
     ) -> Poll<Option<Result<Received, Error>>> {
-        let waker = self.enter(cx, Side::Read);
-        let cx = &mut Context::from_waker(&waker);
+        self.on_side(cx, Side::Read, |driver, cx| {
+            driver.poll_receive_io(cx, consumer)
+        })
+    }
+
+    fn poll_receive_io(
+        &mut self,
+        cx: &mut Context<'_>,
+        consumer: Consumer,
+    ) -> Poll<Option<Result<Received, Error>>> {
+        self.receiver_active = true;
         loop {
             if self.finished {
                 return Poll::Ready(None);
@@ -629,8 +698,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// first, as most sends find nothing to read, and a buffer made and dropped on every send
     /// would cost an allocation each.
     fn poll_probe(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let mut probe = [0u8; 1024];
-        let mut buf = ReadBuf::new(&mut probe);
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
+        let mut buf = ReadBuf::uninit(&mut probe);
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
         let n = buf.filled().len();
         self.read_buf.extend_from_slice(buf.filled());
@@ -667,8 +736,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         cx: &mut Context<'_>,
         dst: &mut [u8],
     ) -> Poll<Result<Option<(usize, DirectChunk)>, Error>> {
-        let waker = self.enter(cx, Side::Read);
-        let cx = &mut Context::from_waker(&waker);
+        self.on_side(cx, Side::Read, |driver, cx| {
+            driver.poll_read_direct_io(cx, dst)
+        })
+    }
+
+    fn poll_read_direct_io(
+        &mut self,
+        cx: &mut Context<'_>,
+        dst: &mut [u8],
+    ) -> Poll<Result<Option<(usize, DirectChunk)>, Error>> {
+        self.receiver_active = true;
         ready!(self.poll_replies(cx))?;
         if self.poll_timers(cx) && self.conn.wants_write() {
             // A keepalive ping went into the queue; the next call writes it.
@@ -707,8 +785,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         fin: bool,
         data: &[u8],
     ) -> Poll<Result<usize, Error>> {
-        let waker = self.enter(cx, Side::Write);
-        let cx = &mut Context::from_waker(&waker);
+        self.sending(cx, |driver, cx| {
+            driver.poll_write_direct_io(cx, kind, fin, data)
+        })
+    }
+
+    fn poll_write_direct_io(
+        &mut self,
+        cx: &mut Context<'_>,
+        kind: DataKind,
+        fin: bool,
+        data: &[u8],
+    ) -> Poll<Result<usize, Error>> {
         let (head, head_len) = match self.conn.direct_fragment_header(kind, fin, data.len()) {
             Ok(header) => header,
             Err(_) => return Poll::Ready(Err(self.send_error())),

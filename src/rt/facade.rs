@@ -88,14 +88,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         cx: &mut Context<'_>,
         slot: &mut Option<Message>,
     ) -> Poll<Result<()>> {
-        if slot.is_some() {
-            // Take the message only once there is room: on `Pending` it must stay in the slot.
-            ready!(self.poll_ready(cx))?;
-            if let Some(message) = slot.take() {
-                self.queue(message)?;
+        self.sending(cx, |driver, cx| {
+            if slot.is_some() {
+                // Take the message only once there is room: on `Pending` it stays in the slot.
+                ready!(driver.poll_ready_io(cx))?;
+                if let Some(message) = slot.take() {
+                    driver.queue(message)?;
+                }
             }
-        }
-        self.poll_flush(cx)
+            driver.poll_flush_io(cx)
+        })
     }
 
     /// `ping`: waits for room like `send`, queues the ping, flushes, and hands out its `Pong`.
@@ -104,13 +106,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         cx: &mut Context<'_>,
         ping: &mut PingSend,
     ) -> Poll<Result<Pong>> {
-        if ping.payload.is_some() {
-            ready!(self.poll_ready(cx))?;
-            if let Some(payload) = ping.payload.take() {
-                ping.pong = Some(self.send_tracked_ping(payload)?);
+        ready!(self.sending(cx, |driver, cx| {
+            if ping.payload.is_some() {
+                ready!(driver.poll_ready_io(cx))?;
+                if let Some(payload) = ping.payload.take() {
+                    ping.pong = Some(driver.send_tracked_ping(payload)?);
+                }
             }
-        }
-        ready!(self.poll_flush(cx))?;
+            driver.poll_flush_io(cx)
+        }))?;
         match ping.pong.take() {
             Some(pong) => Poll::Ready(Ok(Pong(pong))),
             // Polled again after it completed: there is no second pong to hand out.

@@ -23,6 +23,9 @@ use crate::proto::{Chunk, Consumer, Received, Role};
 /// buffer: many tiny reads from the socket would cost more than the copy they save.
 const DIRECT_READ_MIN: usize = 64 * 1024;
 
+/// How many bytes a stream writer takes between two reads ahead (see `Driver::read_ahead`).
+const READ_AHEAD_EVERY: usize = 64 * 1024;
+
 /// From this size on, a server writes the caller's bytes straight to the transport.
 const DIRECT_WRITE_MIN: usize = 16 * 1024;
 
@@ -199,6 +202,8 @@ pub(crate) struct WriteState {
     utf8: Option<Utf8Validator>,
     /// The final frame was queued; nothing more may be written.
     pub(crate) finished: bool,
+    /// Bytes written since the writer last read ahead for the receiving side.
+    since_read_ahead: usize,
 }
 
 impl WriteState {
@@ -209,6 +214,7 @@ impl WriteState {
             builder: FragmentBuilder::new(fragment_size),
             utf8: (kind == DataKind::Text).then(Utf8Validator::new),
             finished: false,
+            since_read_ahead: 0,
         }
     }
 
@@ -262,8 +268,14 @@ impl WriteState {
         } else {
             ready!(self.poll_take(driver, cx, data))?
         };
-        // The bytes are queued: now read what the peer sent meanwhile (pings to answer).
-        driver.read_ahead(cx);
+        // The bytes are queued: now read what the peer sent meanwhile (pings to answer), once
+        // per `READ_AHEAD_EVERY` bytes (a flush reads ahead too): a copy loop's 8 KiB writes
+        // need not each poll the transport.
+        self.since_read_ahead += written;
+        if self.since_read_ahead >= READ_AHEAD_EVERY {
+            self.since_read_ahead = 0;
+            driver.read_ahead(cx);
+        }
         Poll::Ready(Ok(written))
     }
 

@@ -8,6 +8,7 @@
 //! would never be woken. So the transport is always polled with one waker, [`TaskWakers`], that
 //! wakes whichever tasks have registered on either side.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Wake, Waker};
 
@@ -25,8 +26,45 @@ pub(crate) enum Side {
 /// The latest waker of each side.
 #[derive(Debug, Default)]
 pub(crate) struct TaskWakers {
-    read: AtomicWaker,
-    write: AtomicWaker,
+    read: Slot,
+    write: Slot,
+}
+
+/// One side's waker, and whether a wake took it since it was registered.
+#[derive(Debug, Default)]
+struct Slot {
+    waker: AtomicWaker,
+    taken: AtomicBool,
+}
+
+impl Slot {
+    fn wake(&self) {
+        self.taken.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+}
+
+/// What a driver remembers of its last registration on each side, to skip registering the
+/// same waker again on every poll (most polls come from the task that polled last).
+#[derive(Debug, Default)]
+pub(crate) struct Registered {
+    read: Option<Waker>,
+    write: Option<Waker>,
+}
+
+impl Registered {
+    /// Whether `waker` is the task that polled the other side (or no other task has polled):
+    /// remembers it for `side` either way.
+    pub(crate) fn same_task(&mut self, side: Side, waker: &Waker) -> bool {
+        let (mine, other) = match side {
+            Side::Read => (&mut self.read, &self.write),
+            Side::Write => (&mut self.write, &self.read),
+        };
+        if !mine.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *mine = Some(waker.clone());
+        }
+        other.as_ref().is_none_or(|w| w.will_wake(waker))
+    }
 }
 
 impl TaskWakers {
@@ -37,11 +75,54 @@ impl TaskWakers {
         (wakers, waker)
     }
 
-    /// Registers the task polling `side`.
-    pub(crate) fn register(&self, side: Side, waker: &Waker) {
-        match side {
-            Side::Read => self.read.register(waker),
-            Side::Write => self.write.register(waker),
+    /// Registers the task polling `side`, unless the same task's waker is registered there
+    /// already and no wake has taken it since.
+    pub(crate) fn register(&self, side: Side, waker: &Waker, registered: &mut Registered) {
+        let (slot, last, other, other_last) = match side {
+            Side::Read => (
+                &self.read,
+                &mut registered.read,
+                &self.write,
+                &registered.write,
+            ),
+            Side::Write => (
+                &self.write,
+                &mut registered.write,
+                &self.read,
+                &registered.read,
+            ),
+        };
+        let current = last.as_ref().is_some_and(|w| w.will_wake(waker));
+        if current && !slot.taken.load(Ordering::Acquire) {
+            return;
+        }
+        if other_last.as_ref().is_some_and(|w| w.will_wake(waker))
+            && !other.taken.load(Ordering::Acquire)
+        {
+            // One task polls both sides (no split): the other side's slot wakes it already.
+            return;
+        }
+        // Cleared before registering: a wake from now on marks it taken again. A wake that
+        // came earlier is not lost: the caller polls the transport after this.
+        slot.taken.store(false, Ordering::Release);
+        slot.waker.register(waker);
+        if !current {
+            *last = Some(waker.clone());
+        }
+    }
+
+    /// The connection becomes split: both tasks seen so far are registered on their sides,
+    /// the one that polled before included (it may be waiting on the transport, whose waker
+    /// the next poll replaces with the one that wakes both).
+    pub(crate) fn adopt(&self, registered: &Registered) {
+        for (slot, waker) in [
+            (&self.read, &registered.read),
+            (&self.write, &registered.write),
+        ] {
+            if let Some(waker) = waker {
+                slot.taken.store(false, Ordering::Release);
+                slot.waker.register(waker);
+            }
         }
     }
 
