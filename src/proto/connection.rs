@@ -20,7 +20,7 @@ use super::encoder::Transmit;
 use super::error::{FailReason, UsageError};
 use super::fragment::FragmentBuilder;
 use super::header::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
-use super::inbound::{Chunk, Consumer, Event, Inbound, Received};
+use super::inbound::{whole_message, Chunk, Consumer, Event, Inbound, Received};
 use super::keys::MaskKeys;
 use super::message::{Message, Utf8Bytes};
 use super::timers::{Activity, Due, Expired, Periods, Timers};
@@ -460,6 +460,20 @@ impl Connection {
                 self.data_events += 1;
                 if end {
                     self.counters.messages_received += 1;
+                }
+                if start
+                    && end
+                    && consumer == Some(Consumer::Messages)
+                    && self.inbound.takes_whole_message_now()
+                {
+                    // The common case, straight to the message API that asked for it.
+                    return match whole_message(kind, data, utf8) {
+                        Ok(received) => Step::Delivered(received),
+                        Err(reason) => {
+                            self.fail(reason);
+                            Step::Continue
+                        }
+                    };
                 }
                 Event::Data {
                     chunk: Chunk {

@@ -133,6 +133,12 @@ impl Inbound {
         self.queued_bytes
     }
 
+    /// Whether a whole message that arrives now may go straight to the message API: nothing
+    /// is queued before it and no message is in progress.
+    pub(crate) fn takes_whole_message_now(&self) -> bool {
+        self.queue.is_empty() && matches!(self.current, Current::Idle)
+    }
+
     /// Whether decoded events wait for a consumer.
     pub(crate) fn has_queued(&self) -> bool {
         !self.queue.is_empty()
@@ -298,14 +304,7 @@ impl Inbound {
                 Ok(None)
             }
             (Current::Idle, Consumer::Messages) if end => {
-                let text = match (chunk.kind, utf8) {
-                    (DataKind::Text, Some(proof)) => Some(Utf8Bytes::from_proof(chunk.data, proof)),
-                    (DataKind::Text, None) => Some(Utf8Bytes::try_from(chunk.data)),
-                    (DataKind::Binary, _) => {
-                        return Ok(Some(Received::Message(Message::Binary(chunk.data))))
-                    }
-                };
-                text_message(text)
+                whole_message(chunk.kind, chunk.data, utf8).map(Some)
             }
             (Current::Idle, Consumer::Messages) => {
                 self.current = Current::Assembling(Assembly {
@@ -360,6 +359,23 @@ impl Inbound {
                 Ok(Some(Received::Chunk(chunk)))
             }
         }
+    }
+}
+
+/// A message that arrived as one piece, for the message API.
+pub(crate) fn whole_message(
+    kind: DataKind,
+    data: Bytes,
+    utf8: Option<Utf8Proof>,
+) -> Result<Received, FailReason> {
+    let text = match (kind, utf8) {
+        (DataKind::Text, Some(proof)) => Utf8Bytes::from_proof(data, proof),
+        (DataKind::Text, None) => Utf8Bytes::try_from(data),
+        (DataKind::Binary, _) => return Ok(Received::Message(Message::Binary(data))),
+    };
+    match text {
+        Ok(text) => Ok(Received::Message(Message::Text(text))),
+        Err(_) => Err(ProtocolError::InvalidUtf8.into()),
     }
 }
 
