@@ -325,7 +325,7 @@ impl Inbound {
                     DataKind::Binary => Ok(Some(Received::Message(Message::Binary(payload)))),
                     // Assembled from several frames: checked whole once more, so that no
                     // mix-up of pieces can make invalid text.
-                    DataKind::Text => text_message(Some(Utf8Bytes::try_from(payload))),
+                    DataKind::Text => whole_message(kind, payload, None).map(Some),
                 }
             }
             (Current::Assembling(assembly), Consumer::Stream) => {
@@ -376,15 +376,6 @@ pub(crate) fn whole_message(
     match text {
         Ok(text) => Ok(Received::Message(Message::Text(text))),
         Err(_) => Err(ProtocolError::InvalidUtf8.into()),
-    }
-}
-
-fn text_message(
-    text: Option<Result<Utf8Bytes, super::text::NotUtf8>>,
-) -> Result<Option<Received>, FailReason> {
-    match text {
-        Some(Ok(text)) => Ok(Some(Received::Message(Message::Text(text)))),
-        _ => Err(ProtocolError::InvalidUtf8.into()),
     }
 }
 
