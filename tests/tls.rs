@@ -368,3 +368,93 @@ async fn a_stream_accepted_by_hand_works_with_the_generic_accept() {
     echo(&mut ws).await;
     server.await.unwrap();
 }
+
+/// A TLS server on loopback that echoes every data message of every connection.
+async fn echo_all(tls: TlsAcceptor) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let Ok((mut ws, _)) = Acceptor::new().accept_tls(&tls, tcp).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.recv().await {
+                    if message.is_data() && ws.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_splitters_work_over_tls_under_load_both_ways() {
+    use futures::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const MESSAGES: usize = 300;
+    const SIZE: usize = 64 * 1024;
+    let ca = Ca::new("wsio split over TLS");
+    let leaf = ca.leaf(&["localhost"], None);
+    let tls =
+        wsio::tls::acceptor_from_pem(leaf.chain_pem.as_bytes(), leaf.key_pem.as_bytes()).unwrap();
+    let port = echo_all(tls).await;
+    let builder = ClientBuilder::new().add_root_certificate(ca.der());
+    let url = format!("wss://localhost:{port}/");
+    let limit = Duration::from_secs(60);
+
+    // `futures::StreamExt::split` of the message API: the sink in one task, the stream here.
+    let (ws, _) = builder.connect(url.as_str()).await.unwrap();
+    let (mut sink, mut stream) = ws.split();
+    let sender = tokio::spawn(async move {
+        for i in 0..MESSAGES {
+            sink.send(Message::binary(vec![i as u8; SIZE]))
+                .await
+                .unwrap();
+        }
+        sink
+    });
+    let counted = tokio::time::timeout(limit, async {
+        for i in 0..MESSAGES {
+            match stream.next().await {
+                Some(Ok(Message::Binary(b))) => assert!(b.len() == SIZE && b[0] == i as u8),
+                other => panic!("echo {i}: {other:?}"),
+            }
+        }
+    })
+    .await;
+    assert!(counted.is_ok(), "the split message API stalled over TLS");
+    drop(sender.await.unwrap());
+
+    // `tokio::io::split` of a byte stream: the writer in one task, the reader here.
+    let (ws, _) = builder.connect(url.as_str()).await.unwrap();
+    let (mut rd, mut wr) = tokio::io::split(wsio::ByteStream::new(ws));
+    let total = MESSAGES * SIZE / 2;
+    let writer = tokio::spawn(async move {
+        let data: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+        for piece in data.chunks(100_003) {
+            wr.write_all(piece).await.unwrap();
+        }
+        wr.flush().await.unwrap();
+        wr
+    });
+    let read = tokio::time::timeout(limit, async {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut at = 0;
+        while at < total {
+            let n = rd.read(&mut buf).await.unwrap();
+            assert!(n > 0, "EOF at {at}");
+            assert!(buf[..n]
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b == ((at + i) % 251) as u8));
+            at += n;
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the split byte stream stalled over TLS");
+    drop(writer.await.unwrap());
+}
