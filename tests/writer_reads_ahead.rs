@@ -113,6 +113,53 @@ async fn a_connection_that_only_writes_answers_pings() {
     }
 }
 
+/// Sends back to back, without pausing, until the peer has its pong: a sender polls the
+/// transport once per burst rather than once per send, and must still look again once the
+/// transport has news. A ping missed for good would leave the peer waiting and time out.
+#[test]
+fn a_connection_that_sends_back_to_back_answers_pings_sent_mid_burst() {
+    for flavor in ["current_thread", "multi_thread"] {
+        let runtime = match flavor {
+            "current_thread" => tokio::runtime::Builder::new_current_thread(),
+            _ => tokio::runtime::Builder::new_multi_thread(),
+        }
+        .enable_all()
+        .build()
+        .unwrap();
+        runtime.block_on(async {
+            for role in [Role::Client, Role::Server] {
+                let (mut ws, mut peer) = scripted(role, Config::default());
+                let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let writer = tokio::spawn({
+                    let done = done.clone();
+                    async move {
+                        let mut sent = 0u64;
+                        while !done.load(std::sync::atomic::Ordering::Acquire) {
+                            ws.send(Message::binary(vec![0x5Au8; 64])).await.unwrap();
+                            sent += 1;
+                        }
+                        sent
+                    }
+                });
+                for i in 0..3u8 {
+                    frame_with(&mut peer, OP_BINARY).await; // the burst is under way
+                    peer.send(true, OP_PING, &[i; 3]).await;
+                    let pong = frame_with(&mut peer, OP_PONG).await;
+                    assert_eq!(pong.payload, [i; 3], "{flavor}, as {role:?}");
+                }
+                done.store(true, std::sync::atomic::Ordering::Release);
+                // The writer stops after its current send, which may wait for the peer to read.
+                let drain = async { while peer.read_frame().await.is_some() {} };
+                let (sent, ()) = tokio::join!(
+                    within_for(Duration::from_secs(10), "writer", writer),
+                    within_for(Duration::from_secs(10), "drain", drain)
+                );
+                assert!(sent.unwrap() > 0);
+            }
+        });
+    }
+}
+
 #[tokio::test]
 async fn a_connection_that_only_writes_notices_the_peer_close_and_answers_it() {
     for how in WRITERS {

@@ -214,6 +214,7 @@ impl Connection {
     // ----- getters -----
 
     /// Which side this is.
+    #[inline]
     pub fn role(&self) -> Role {
         self.role
     }
@@ -234,6 +235,7 @@ impl Connection {
     }
 
     /// Whether a close frame was received from the peer.
+    #[inline]
     pub fn received_close(&self) -> bool {
         self.received_close
     }
@@ -249,23 +251,27 @@ impl Connection {
     }
 
     /// Why the connection failed, if it did.
+    #[inline]
     pub fn failure(&self) -> Option<&FailReason> {
         self.failure.as_ref()
     }
 
     /// Which deadline made the connection give up on the peer, if one did.
+    #[inline]
     pub fn expired(&self) -> Option<Expired> {
         self.expired
     }
 
     /// Whether nothing more will be decoded: the peer's close arrived, the connection failed,
     /// or it was given up. What was decoded before may still wait to be taken.
+    #[inline]
     pub fn is_receive_done(&self) -> bool {
         self.received_close || self.failure.is_some() || self.expired.is_some()
     }
 
     /// Whether everything there was to receive was handed out: after this, `receive` yields
     /// nothing more, ever.
+    #[inline]
     pub fn is_drained(&self) -> bool {
         self.is_receive_done()
             && self.undelivered.is_none()
@@ -274,33 +280,39 @@ impl Connection {
     }
 
     /// Whether queued frames wait for the transport.
+    #[inline]
     pub fn wants_write(&self) -> bool {
         !self.transmit.is_empty()
     }
 
     /// The transmit queue, for the runtime to drain.
+    #[inline]
     pub fn transmit(&mut self) -> &mut Transmit {
         &mut self.transmit
     }
 
     /// Bytes accepted but not yet written to the transport.
+    #[inline]
     pub fn buffered_amount(&self) -> usize {
         self.transmit.buffered()
     }
 
     /// Bytes decoded for consumers that have not taken them yet (read ahead while nobody was
     /// receiving), and the bytes of a message being assembled.
+    #[inline]
     pub fn unread_bytes(&self) -> usize {
         self.inbound.queued_bytes() + self.inbound.assembled_bytes()
     }
 
     /// Whether decoding waits for a consumer to claim the next message (its frame is larger
     /// than an unclaimed message may be): reading ahead cannot progress until one asks.
+    #[inline]
     pub fn is_parked(&self) -> bool {
         self.parked
     }
 
     /// Whether pongs were received since [`take_pongs`](Self::take_pongs) was last called.
+    #[inline]
     pub fn has_pongs(&self) -> bool {
         !self.pongs.is_empty()
     }
@@ -311,6 +323,7 @@ impl Connection {
     }
 
     /// What crossed the connection so far.
+    #[inline]
     pub fn stats(&self) -> Stats {
         Stats {
             frames_received: self.decoder.frames_decoded(),
@@ -349,6 +362,7 @@ impl Connection {
     // ----- input -----
 
     /// Records bytes the runtime moved through the transport.
+    #[inline]
     pub fn record_wire(&mut self, received: usize, sent: usize) {
         self.counters.bytes_received += received as u64;
         self.counters.bytes_sent += sent as u64;
@@ -571,10 +585,12 @@ impl Connection {
     /// handshake began, the keepalive watch has not started, or a keepalive ping was just
     /// answered): the runtime then calls
     /// [`handle_timeout`](Self::handle_timeout) with the time.
+    #[inline]
     pub fn needs_now(&self) -> bool {
         self.expired.is_none() && self.timers.needs_now(self.activity())
     }
 
+    #[inline]
     fn activity(&self) -> Activity {
         Activity {
             frames_received: self.decoder.frames_decoded(),
@@ -583,6 +599,7 @@ impl Connection {
     }
 
     /// The next deadline, at which the runtime calls [`handle_timeout`](Self::handle_timeout).
+    #[inline]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.expired.is_some() {
             return None;
@@ -614,6 +631,7 @@ impl Connection {
 
     /// Takes the expiry to report, once: the deadline that ended the connection before the
     /// peer's close arrived.
+    #[inline]
     pub fn take_expiry(&mut self) -> Option<Expired> {
         if !self.expiry_unreported {
             return None;
@@ -638,6 +656,7 @@ impl Connection {
     }
 
     /// Whether a close or failure waits to be handed out.
+    #[inline]
     pub fn has_undelivered(&self) -> bool {
         self.undelivered.is_some()
     }
@@ -809,6 +828,7 @@ impl Connection {
     }
 
     /// Whether frames may still be queued.
+    #[inline]
     pub fn can_send(&self) -> bool {
         !(self.sent_close || self.failure.is_some() || self.expired.is_some())
     }

@@ -16,7 +16,11 @@ pub struct MaskKeys(Source);
 #[derive(Debug)]
 enum Source {
     Unmasked,
-    Entropy,
+    /// The thread's generator, drawn 64 bits at a time: two keys per draw, the second kept here
+    /// (each half of a cryptographic generator's output is as unpredictable as a 32-bit draw).
+    Entropy {
+        spare: Option<[u8; 4]>,
+    },
     Seeded(Box<StdRng>),
 }
 
@@ -24,7 +28,7 @@ impl MaskKeys {
     /// Keys for the side `role` names, from the thread's generator.
     pub fn new(role: Role) -> Self {
         MaskKeys(match role {
-            Role::Client => Source::Entropy,
+            Role::Client => Source::Entropy { spare: None },
             Role::Server => Source::Unmasked,
         })
     }
@@ -42,7 +46,14 @@ impl MaskKeys {
     pub fn next_key(&mut self) -> Option<[u8; 4]> {
         match &mut self.0 {
             Source::Unmasked => None,
-            Source::Entropy => Some(rand::random()),
+            Source::Entropy { spare } => Some(match spare.take() {
+                Some(key) => key,
+                None => {
+                    let [a, b, c, d, e, f, g, h] = rand::random::<u64>().to_ne_bytes();
+                    *spare = Some([e, f, g, h]);
+                    [a, b, c, d]
+                }
+            }),
             Source::Seeded(rng) => Some(rng.random()),
         }
     }

@@ -76,6 +76,7 @@ impl Timers {
         }
     }
 
+    #[inline]
     fn watches(&self) -> bool {
         self.periods.ping_interval.is_some() || self.periods.idle_timeout.is_some()
     }
@@ -83,6 +84,7 @@ impl Timers {
     /// Whether a check should run at the next `now` rather than at the next deadline: a
     /// deadline waits to be set, or a keepalive ping was answered (the next interval starts
     /// from the answer, not from the pong deadline).
+    #[inline]
     pub(crate) fn needs_now(&self, activity: Activity) -> bool {
         if self.closing {
             return self.close_deadline.is_none();
@@ -102,6 +104,7 @@ impl Timers {
     }
 
     /// The earliest deadline, once set.
+    #[inline]
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let watch = self.watch.as_ref().map(|w| w.next_check);
         match (watch, self.close_deadline) {

@@ -64,6 +64,10 @@ pub(crate) struct Driver<S> {
     /// A receiver polled since a sender last read ahead: the receiving side is being looked
     /// after, so the next send need not read ahead (an echo loop, a read half's task).
     receiver_active: bool,
+    /// The last read of the transport was a sender's, found nothing, and was polled with
+    /// `io_waker`: until that waker is woken the transport has nothing new, and a sender's read
+    /// ahead can skip polling it. A receiver's poll disarms it (it polls with its own waker).
+    probe_armed: bool,
     /// The closing sequence finished and the end was reported.
     finished: bool,
     /// What the opening handshake agreed on.
@@ -114,6 +118,7 @@ impl<S> Driver<S> {
             write_failed: false,
             reader_waits_on_replies: false,
             receiver_active: false,
+            probe_armed: false,
             finished: false,
             negotiated,
             pings: VecDeque::new(),
@@ -188,7 +193,7 @@ impl<S> Driver<S> {
             self.split = true;
             self.wakers.adopt(&self.registered);
         }
-        self.wakers.register(side, cx.waker(), &mut self.registered);
+        self.wakers.register(side, cx.waker());
         let waker = self.io_waker.clone();
         f(self, &mut Context::from_waker(&waker))
     }
@@ -208,12 +213,18 @@ impl<S> Driver<S> {
     /// Matches received pongs against the pings sent. A pong answers the ping with the same
     /// payload and, as a peer may answer only the latest of several pings (RFC 6455 §5.5.3),
     /// every ping sent before it.
-    #[inline]
+    #[inline(always)]
     fn resolve_pings(&mut self) {
+        if self.pings.is_empty() && !self.conn.has_pongs() {
+            return; // the common case, checked where it is called
+        }
+        self.resolve_pings_slow();
+    }
+
+    #[inline(never)]
+    fn resolve_pings_slow(&mut self) {
         if self.pings.is_empty() {
-            if self.conn.has_pongs() {
-                self.conn.take_pongs().for_each(drop);
-            }
+            self.conn.take_pongs().for_each(drop);
             return;
         }
         if self.conn.has_pongs() {
@@ -253,7 +264,16 @@ impl<S> Driver<S> {
 
     /// Feeds time to the core where it needs it and arms the one timer at its next deadline.
     /// Returns whether a deadline passed (the core may have queued a ping or given up).
+    #[inline(always)]
     fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.timer.is_none() && !self.conn.needs_now() && self.conn.poll_timeout().is_none() {
+            return false; // no deadline: the common case without keepalive, checked inline
+        }
+        self.poll_timers_slow(cx)
+    }
+
+    #[inline(never)]
+    fn poll_timers_slow(&mut self, cx: &mut Context<'_>) -> bool {
         if self.conn.needs_now() {
             self.conn.handle_timeout(now());
         }
@@ -417,34 +437,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             return;
         }
         let frames_before = self.conn.stats().frames_received;
-        loop {
-            let queued = self.conn.transmit().end_position();
-            if !self.read_buf.is_empty() {
-                self.conn.read_ahead(&mut self.read_buf);
-            }
-            if self.conn.transmit().end_position() != queued && !self.write_failed {
-                // Replies to what was read (pongs, the close echo) leave now; data the sender
-                // queued is written when it flushes, so a burst still leaves in one write.
-                if let Poll::Ready(Err(_)) = self.poll_flush_inner(cx) {
-                    self.write_failed = true;
-                }
-            }
-            if !self.may_read_ahead() {
-                break;
-            }
-            match self.poll_fill(cx, None) {
-                Poll::Pending => break,
-                Poll::Ready(Ok(0)) => {
-                    self.read_done = true;
-                    break;
-                }
-                Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(e)) => {
-                    self.read_done = true;
-                    self.read_error = Some(e);
-                    break;
-                }
-            }
+        // Nothing new on the transport since a sender last found nothing there: a pipelined
+        // burst of sends polls it once, not once per send.
+        let quiet = self.probe_armed && !self.wakers.signalled();
+        if !quiet {
+            self.read_ahead_while_room(cx);
         }
         let queued = self.conn.transmit().end_position();
         if self.poll_timers(cx)
@@ -463,6 +460,63 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             self.reader_waits_on_replies = false;
             self.wakers.wake(Side::Read);
         }
+    }
+
+    /// Reads what the peer sent and lets the core take it, until the transport has nothing
+    /// more or the read-ahead room is full; writes the replies the core queued on the way.
+    fn read_ahead_while_room(&mut self, cx: &mut Context<'_>) {
+        loop {
+            let queued = self.conn.transmit().end_position();
+            if !self.read_buf.is_empty() {
+                self.conn.read_ahead(&mut self.read_buf);
+            }
+            if self.conn.transmit().end_position() != queued && !self.write_failed {
+                // Replies to what was read (pongs, the close echo) leave now; data the sender
+                // queued is written when it flushes, so a burst still leaves in one write.
+                if let Poll::Ready(Err(_)) = self.poll_flush_inner(cx) {
+                    self.write_failed = true;
+                }
+            }
+            if !self.may_read_ahead() {
+                break;
+            }
+            match self.poll_probe_fill(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Ok(0)) => {
+                    self.read_done = true;
+                    break;
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    self.read_done = true;
+                    self.read_error = Some(e);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A receiver is about to poll: senders need not read ahead for it, and it may poll the
+    /// transport with its own waker (see `probe_armed`).
+    fn receiver_polls(&mut self) {
+        self.receiver_active = true;
+        self.probe_armed = false;
+    }
+
+    /// A sender's read of the transport, polled with the waker of both sides so that the next
+    /// transport event sets the signal that ends the quiet (see `probe_armed`).
+    fn poll_probe_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.wakers.clear_signal();
+        let polled = if self.split {
+            self.poll_fill(cx, None) // `cx` wakes both sides already
+        } else {
+            // One task: it is woken through the sending side's slot.
+            self.wakers.register_sender(cx.waker());
+            let waker = self.io_waker.clone();
+            self.poll_fill(&mut Context::from_waker(&waker), None)
+        };
+        self.probe_armed = polled.is_pending();
+        polled
     }
 
     /// Whether a sender should read more from the transport for the receiving side.
@@ -544,7 +598,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         cx: &mut Context<'_>,
         consumer: Consumer,
     ) -> Poll<Option<Result<Received, Error>>> {
-        self.receiver_active = true;
+        self.receiver_polls();
         loop {
             if self.finished {
                 return Poll::Ready(None);
@@ -746,7 +800,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         cx: &mut Context<'_>,
         dst: &mut [u8],
     ) -> Poll<Result<Option<(usize, DirectChunk)>, Error>> {
-        self.receiver_active = true;
+        self.receiver_polls();
         ready!(self.poll_replies(cx))?;
         if self.poll_timers(cx) && self.conn.wants_write() {
             // A keepalive ping went into the queue; the next call writes it.

@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Wake, Waker};
+use std::task::{RawWakerVTable, Wake, Waker};
 
 use atomic_waker::AtomicWaker;
 
@@ -24,46 +24,79 @@ pub(crate) enum Side {
 }
 
 /// The latest waker of each side.
+///
+/// Each side is an `AtomicWaker` and nothing more: a registration is never skipped on the
+/// strength of a flag of our own, as a wake racing with a registration can leave the
+/// `AtomicWaker` empty (it wakes the new waker at once instead of keeping it), and a flag set
+/// beside it cannot tell. `AtomicWaker::register` keeps the stored waker when it would wake
+/// the same task, so registering on every poll costs two compare-and-swaps and no clone.
 #[derive(Debug, Default)]
 pub(crate) struct TaskWakers {
-    read: Slot,
-    write: Slot,
+    read: AtomicWaker,
+    write: AtomicWaker,
+    /// The waker was woken since [`clear_signal`](Self::clear_signal): the transport (or the
+    /// timer) has something new.
+    signalled: AtomicBool,
 }
 
-/// One side's waker, and whether a wake took it since it was registered.
-#[derive(Debug, Default)]
-struct Slot {
-    waker: AtomicWaker,
-    taken: AtomicBool,
-}
-
-impl Slot {
-    fn wake(&self) {
-        self.taken.store(true, Ordering::Release);
-        self.waker.wake();
-    }
-}
-
-/// What a driver remembers of its last registration on each side, to skip registering the
-/// same waker again on every poll (most polls come from the task that polled last).
+/// The tasks seen on each side before the connection is split: to tell whether a second task
+/// has started polling, and to register both once it has.
 #[derive(Debug, Default)]
 pub(crate) struct Registered {
     read: Option<Waker>,
     write: Option<Waker>,
+    /// The waker each side was last polled with, as it came (not a clone): while one task polls
+    /// both sides, a comparison of two pointer pairs tells it is the same one again. (Only a
+    /// dead task's address can be reused, and a dead task polls nothing.)
+    last_polled: [Option<WakerId>; 2],
+}
+
+/// A waker's identity as `Waker::will_wake` sees it: the addresses of its data and vtable
+/// (only compared, never dereferenced).
+type WakerId = (usize, usize);
+
+fn id(waker: &Waker) -> WakerId {
+    (
+        waker.data() as usize,
+        waker.vtable() as *const RawWakerVTable as usize,
+    )
+}
+
+impl Side {
+    fn index(self) -> usize {
+        match self {
+            Side::Read => 0,
+            Side::Write => 1,
+        }
+    }
+}
+
+/// Whether two wakers wake the same task. `Waker::will_wake` compares the vtable by address, and
+/// the same vtable may exist at two addresses (a constant instantiated in two codegen units):
+/// tokio's `block_on` polls with a waker whose clones carry another copy of its vtable, so a
+/// stored clone never `will_wake` the waker it came from. The same data under vtables with the
+/// same functions is the same waker.
+fn wakes_same(a: &Waker, b: &Waker) -> bool {
+    a.will_wake(b) || (a.data() == b.data() && a.vtable() == b.vtable())
 }
 
 impl Registered {
     /// Whether `waker` is the task that polled the other side (or no other task has polled):
     /// remembers it for `side` either way.
     pub(crate) fn same_task(&mut self, side: Side, waker: &Waker) -> bool {
+        let seen = Some(id(waker));
+        if self.last_polled == [seen, seen] {
+            return true;
+        }
+        self.last_polled[side.index()] = seen;
         let (mine, other) = match side {
             Side::Read => (&mut self.read, &self.write),
             Side::Write => (&mut self.write, &self.read),
         };
-        if !mine.as_ref().is_some_and(|w| w.will_wake(waker)) {
+        if !mine.as_ref().is_some_and(|w| wakes_same(w, waker)) {
             *mine = Some(waker.clone());
         }
-        other.as_ref().is_none_or(|w| w.will_wake(waker))
+        other.as_ref().is_none_or(|w| wakes_same(w, waker))
     }
 }
 
@@ -75,53 +108,44 @@ impl TaskWakers {
         (wakers, waker)
     }
 
-    /// Registers the task polling `side`, unless the same task's waker is registered there
-    /// already and no wake has taken it since.
-    pub(crate) fn register(&self, side: Side, waker: &Waker, registered: &mut Registered) {
-        let (slot, last, other, other_last) = match side {
-            Side::Read => (
-                &self.read,
-                &mut registered.read,
-                &self.write,
-                &registered.write,
-            ),
-            Side::Write => (
-                &self.write,
-                &mut registered.write,
-                &self.read,
-                &registered.read,
-            ),
-        };
-        let current = last.as_ref().is_some_and(|w| w.will_wake(waker));
-        if current && !slot.taken.load(Ordering::Acquire) {
-            return;
+    /// Registers the task polling `side`.
+    pub(crate) fn register(&self, side: Side, waker: &Waker) {
+        self.slot(side).register(waker);
+    }
+
+    fn slot(&self, side: Side) -> &AtomicWaker {
+        match side {
+            Side::Read => &self.read,
+            Side::Write => &self.write,
         }
-        if other_last.as_ref().is_some_and(|w| w.will_wake(waker))
-            && !other.taken.load(Ordering::Acquire)
-        {
-            // One task polls both sides (no split): the other side's slot wakes it already.
-            return;
-        }
-        // Cleared before registering: a wake from now on marks it taken again. A wake that
-        // came earlier is not lost: the caller polls the transport after this.
-        slot.taken.store(false, Ordering::Release);
-        slot.waker.register(waker);
-        if !current {
-            *last = Some(waker.clone());
-        }
+    }
+
+    /// Registers a task that polls both sides with its own context on the sending side, before
+    /// the transport is polled with the waker that wakes both: so that waker reaches it.
+    pub(crate) fn register_sender(&self, waker: &Waker) {
+        self.write.register(waker);
+    }
+
+    /// Forgets earlier wakes, before the transport is polled: a wake from then on is news.
+    pub(crate) fn clear_signal(&self) {
+        self.signalled.store(false, Ordering::Release);
+    }
+
+    /// Whether the waker was woken since [`clear_signal`](Self::clear_signal).
+    pub(crate) fn signalled(&self) -> bool {
+        self.signalled.load(Ordering::Acquire)
     }
 
     /// The connection becomes split: both tasks seen so far are registered on their sides,
     /// the one that polled before included (it may be waiting on the transport, whose waker
     /// the next poll replaces with the one that wakes both).
     pub(crate) fn adopt(&self, registered: &Registered) {
-        for (slot, waker) in [
-            (&self.read, &registered.read),
-            (&self.write, &registered.write),
+        for (side, waker) in [
+            (Side::Read, &registered.read),
+            (Side::Write, &registered.write),
         ] {
             if let Some(waker) = waker {
-                slot.taken.store(false, Ordering::Release);
-                slot.waker.register(waker);
+                self.register(side, waker);
             }
         }
     }
@@ -129,10 +153,7 @@ impl TaskWakers {
     /// Wakes the task waiting on `side`, if one is: the other side made progress for it that no
     /// transport event will announce (data read ahead, replies written).
     pub(crate) fn wake(&self, side: Side) {
-        match side {
-            Side::Read => self.read.wake(),
-            Side::Write => self.write.wake(),
-        }
+        self.slot(side).wake();
     }
 }
 
@@ -142,6 +163,7 @@ impl Wake for TaskWakers {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        self.signalled.store(true, Ordering::Release);
         self.read.wake();
         self.write.wake();
     }
