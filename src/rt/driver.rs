@@ -35,6 +35,14 @@ use crate::proto::{Consumer, Received, Role};
 /// reads while a trickle of small messages keeps small buffers.
 const STREAM_READ_MAX: usize = 1024 * 1024;
 
+/// How often a sender that is the only one polling reads what the peer sent, at most (it reads
+/// only when the transport has news): often enough that pings are answered and a close is seen
+/// at once on a human scale, rarely enough that a burst of sends is not cut into small reads.
+/// The real clock, not tokio's: a paused test clock must not stop reading. A sender waiting for
+/// room in the write buffer reads at once, whatever the interval (the peer may be waiting for
+/// us to read before it reads).
+const SENDER_READ_INTERVAL: Duration = Duration::from_millis(1);
+
 /// A connection and its transport.
 #[derive(Debug)]
 pub(crate) struct Driver<S> {
@@ -68,6 +76,8 @@ pub(crate) struct Driver<S> {
     /// `io_waker`: until that waker is woken the transport has nothing new, and a sender's read
     /// ahead can skip polling it. A receiver's poll disarms it (it polls with its own waker).
     probe_armed: bool,
+    /// When a sender last polled the transport (see [`SENDER_READ_INTERVAL`]).
+    last_probe: Option<std::time::Instant>,
     /// The closing sequence finished and the end was reported.
     finished: bool,
     /// What the opening handshake agreed on.
@@ -119,6 +129,7 @@ impl<S> Driver<S> {
             reader_waits_on_replies: false,
             receiver_active: false,
             probe_armed: false,
+            last_probe: None,
             finished: false,
             negotiated,
             pings: VecDeque::new(),
@@ -342,9 +353,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// A sender's read ahead, skipped when a receiver has polled since the last one: then the
     /// receiving side reads for itself (an echo loop, or a read half in its own task), and a
     /// send costs no extra poll of the transport. A sender that is the only one polling reads
-    /// ahead on every send.
+    /// ahead when the transport has news, at most once per [`SENDER_READ_INTERVAL`]: what
+    /// arrives during a burst of sends (the echoes of the first messages, mostly) is read in
+    /// one go rather than one small read per send.
     pub(crate) fn read_ahead_unless_received(&mut self, cx: &mut Context<'_>) {
         if std::mem::take(&mut self.receiver_active) {
+            return;
+        }
+        if self.probe_armed
+            && self.wakers.signalled()
+            && self
+                .last_probe
+                .is_some_and(|at| at.elapsed() < SENDER_READ_INTERVAL)
+        {
             return;
         }
         self.poll_background(cx);
@@ -507,6 +528,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// transport event sets the signal that ends the quiet (see `probe_armed`).
     fn poll_probe_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         self.wakers.clear_signal();
+        self.last_probe = Some(std::time::Instant::now());
         let polled = if self.split {
             self.poll_fill(cx, None) // `cx` wakes both sides already
         } else {
