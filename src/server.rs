@@ -2,7 +2,10 @@
 //!
 //! [`accept`] upgrades any incoming connection; an [`Acceptor`] adds settings and a callback
 //! that sees each request (path, headers, origin) and accepts it, choosing a subprotocol and
-//! response headers, or rejects it with any status, headers and body.
+//! response headers, or rejects it with any status, headers and body. A decision that awaits
+//! (a session store, an auth service) uses [`Acceptor::on_request_async`], or reads the
+//! request first with [`Acceptor::read_request`] and answers the [`PendingUpgrade`] when it
+//! knows.
 //!
 //! Every handshake runs under [`Config::handshake_timeout`] (default 10 s): a client that sends
 //! its request a byte a minute is cut off. A request head larger than
@@ -41,6 +44,8 @@
 //! ```
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use http::header::ORIGIN;
@@ -49,7 +54,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::timeout_at;
 
 use crate::config::Config;
-use crate::error::{Error, Result, Timeout};
+use crate::error::{Error, HandshakeError, Result, Timeout};
 use crate::rt::handshake::{self, deadline_after};
 use crate::tls::TlsAcceptor;
 use crate::WebSocket;
@@ -69,14 +74,31 @@ where
     Acceptor::new().accept(io).await.map(|(ws, _)| ws)
 }
 
-type Decide = dyn Fn(&Request<()>) -> std::result::Result<Accept, Reject> + Send + Sync;
+/// The answer to an upgrade request: accept it, or refuse it with a status.
+type Decision = std::result::Result<Accept, Reject>;
+
+/// A decision still being made: what an asynchronous [`Acceptor::on_request_async`] returns.
+type DecisionFuture = Pin<Box<dyn Future<Output = Decision> + Send>>;
+
+/// A callback that decides at once.
+type DecideNow = dyn Fn(&Request<()>) -> Decision + Send + Sync;
+
+/// A callback that returns the future of its decision.
+type DecideLater = dyn Fn(&Request<()>) -> DecisionFuture + Send + Sync;
+
+/// How an [`Acceptor`] decides on a request.
+#[derive(Clone)]
+enum Decide {
+    Now(Arc<DecideNow>),
+    Later(Arc<DecideLater>),
+}
 
 /// Accepts connections with a [`Config`], an optional origin allow-list and an optional request
 /// callback. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Acceptor {
     config: Config,
-    decide: Option<Arc<Decide>>,
+    decide: Option<Decide>,
     allowed_origins: Option<Arc<[String]>>,
 }
 
@@ -127,7 +149,43 @@ impl Acceptor {
     where
         F: Fn(&Request<()>) -> std::result::Result<Accept, Reject> + Send + Sync + 'static,
     {
-        self.decide = Some(Arc::new(decide));
+        self.decide = Some(Decide::Now(Arc::new(decide)));
+        self
+    }
+
+    /// Like [`on_request`](Self::on_request), for a decision that awaits: a session store, an
+    /// authentication service, a rate limiter. `decide` is called with the request and returns
+    /// the future of the answer; to use the request inside it, take what it needs first (the
+    /// future must not borrow the request):
+    ///
+    /// ```no_run
+    /// use wsio::server::{Acceptor, Accept, Reject};
+    /// # async fn session_is_valid(_: Option<String>) -> bool { true }
+    /// let acceptor = Acceptor::new().on_request_async(|request| {
+    ///     let cookie = request.headers().get(http::header::COOKIE)
+    ///         .and_then(|v| v.to_str().ok()).map(str::to_owned);
+    ///     async move {
+    ///         if session_is_valid(cookie).await {
+    ///             Ok(Accept::new())
+    ///         } else {
+    ///             Err(Reject::new(http::StatusCode::UNAUTHORIZED))
+    ///         }
+    ///     }
+    /// });
+    /// ```
+    ///
+    /// The decision runs within [`Config::handshake_timeout`], which counts from the start of
+    /// the request: when it is not made in time, the connection is closed without an answer
+    /// and [`accept`](Self::accept) returns [`Error::Timeout`]. For full control (holding the
+    /// request while doing anything else), see [`read_request`](Self::read_request).
+    pub fn on_request_async<F, Fut>(mut self, decide: F) -> Self
+    where
+        F: Fn(&Request<()>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Decision> + Send + 'static,
+    {
+        self.decide = Some(Decide::Later(Arc::new(move |request| {
+            Box::pin(decide(request))
+        })));
         self
     }
 
@@ -197,11 +255,90 @@ impl Acceptor {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let deadline = deadline_after(self.config.get_handshake_timeout());
-        let io = timeout_at(deadline, tls.accept(io))
-            .await
-            .map_err(|_elapsed| Error::Timeout(Timeout::Handshake))?
-            .map_err(crate::tls::from_io)?;
+        let io = tls_handshake(tls, io, deadline).await?;
         self.accept_until(io, deadline).await
+    }
+
+    /// Reads and checks the upgrade request from `io`, the first half of an accept in two
+    /// steps: the [`PendingUpgrade`] holds the request and the connection while the
+    /// application decides, for as long as it likes within [`Config::handshake_timeout`]
+    /// (counted from this call), then answers with [`PendingUpgrade::accept`] or
+    /// [`PendingUpgrade::reject`]. Dropping it closes the connection without an answer.
+    ///
+    /// The same checks as [`accept`](Self::accept) apply here, with their refusals (400, 403
+    /// from [`allowed_origins`](Self::allowed_origins), 405, 426, 431, 505); the
+    /// [`on_request`](Self::on_request) callbacks do not: the caller decides.
+    ///
+    /// ```no_run
+    /// use wsio::server::{Acceptor, Accept, Reject};
+    /// # async fn lookup(_: &str) -> bool { true }
+    /// # async fn demo(tcp: tokio::net::TcpStream) -> wsio::Result<()> {
+    /// let pending = Acceptor::new().read_request(tcp).await?;
+    /// let token = pending.request().uri().query().unwrap_or("").to_owned();
+    /// if lookup(&token).await {
+    ///     let (mut ws, _request) = pending.accept(Accept::new()).await?;
+    ///     ws.send(wsio::Message::text("welcome")).await?;
+    /// } else {
+    ///     pending.reject(Reject::new(http::StatusCode::FORBIDDEN)).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`accept`](Self::accept), but for the answer.
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops `io` mid-handshake; nothing else is affected.
+    pub async fn read_request<S>(&self, io: S) -> Result<PendingUpgrade<S>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let deadline = deadline_after(self.config.get_handshake_timeout());
+        self.read_request_until(io, deadline).await
+    }
+
+    /// Runs the TLS handshake with `tls` over `io`, then [`read_request`](Self::read_request),
+    /// all within one [`Config::handshake_timeout`] that also covers the answer.
+    ///
+    /// # Errors
+    /// As [`read_request`](Self::read_request), and [`Error::Tls`] when the TLS handshake fails.
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops `io` mid-handshake; nothing else is affected.
+    pub async fn read_request_tls<S>(
+        &self,
+        tls: &TlsAcceptor,
+        io: S,
+    ) -> Result<PendingUpgrade<tokio_rustls::server::TlsStream<S>>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let deadline = deadline_after(self.config.get_handshake_timeout());
+        let io = tls_handshake(tls, io, deadline).await?;
+        self.read_request_until(io, deadline).await
+    }
+
+    async fn read_request_until<S>(
+        &self,
+        io: S,
+        deadline: tokio::time::Instant,
+    ) -> Result<PendingUpgrade<S>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let read = handshake::server_read(io, &self.config, deadline).await?;
+        let pending = PendingUpgrade {
+            read,
+            config: self.config.clone(),
+            deadline,
+        };
+        if let Some(allowed) = &self.allowed_origins {
+            if !origin_allowed(allowed, pending.request()) {
+                let reject = Reject::new(StatusCode::FORBIDDEN).body("origin not allowed");
+                return Err(pending.refuse(&reject).await);
+            }
+        }
+        Ok(pending)
     }
 
     async fn accept_until<S>(
@@ -212,20 +349,114 @@ impl Acceptor {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let decide = self.decide.clone();
-        let allowed_origins = self.allowed_origins.clone();
-        handshake::server(io, self.config.clone(), deadline, move |request| {
-            if let Some(allowed) = &allowed_origins {
-                if !origin_allowed(allowed, request) {
-                    return Err(Reject::new(StatusCode::FORBIDDEN).body("origin not allowed"));
-                }
-            }
-            match &decide {
-                Some(decide) => decide(request),
-                None => Ok(Accept::new()),
-            }
-        })
+        let pending = self.read_request_until(io, deadline).await?;
+        let decision = match &self.decide {
+            None => Ok(Accept::new()),
+            Some(Decide::Now(decide)) => decide(pending.request()),
+            Some(Decide::Later(decide)) => timeout_at(deadline, decide(pending.request()))
+                .await
+                .map_err(|_elapsed| Error::Timeout(Timeout::Handshake))?,
+        };
+        match decision {
+            Ok(accept) => pending.accept(accept).await,
+            Err(reject) => Err(pending.refuse(&reject).await),
+        }
+    }
+}
+
+/// Runs the TLS handshake of a server, before `deadline`.
+async fn tls_handshake<S>(
+    tls: &TlsAcceptor,
+    io: S,
+    deadline: tokio::time::Instant,
+) -> Result<tokio_rustls::server::TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    timeout_at(deadline, tls.accept(io))
         .await
+        .map_err(|_elapsed| Error::Timeout(Timeout::Handshake))?
+        .map_err(crate::tls::from_io)
+}
+
+/// An upgrade request that was read and passed every check, waiting for the application's
+/// answer: from [`Acceptor::read_request`]. It holds the connection (and any bytes the client
+/// sent after its request); dropping it closes the connection without an answer.
+pub struct PendingUpgrade<S> {
+    read: handshake::ReadRequest<S>,
+    config: Config,
+    deadline: tokio::time::Instant,
+}
+
+impl<S: fmt::Debug> fmt::Debug for PendingUpgrade<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingUpgrade")
+            .field("request", &self.read.request)
+            .field("io", &self.read.io)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> PendingUpgrade<S> {
+    /// The request: method, URI (path and query), headers.
+    pub fn request(&self) -> &Request<()> {
+        &self.read.request
+    }
+
+    /// The connection, to look at (its peer address, the TLS server name a client asked for).
+    pub fn transport(&self) -> &S {
+        &self.read.io
+    }
+
+    /// When the handshake times out: an answer must be given before then, or
+    /// [`accept`](Self::accept) and [`reject`](Self::reject) return [`Error::Timeout`] and
+    /// the connection is closed without one. To bound a slow decision, race it against this
+    /// instant (`tokio::time::timeout_at`).
+    pub fn deadline(&self) -> tokio::time::Instant {
+        self.deadline
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> PendingUpgrade<S> {
+    /// Accepts the upgrade: writes the `101 Switching Protocols` that `accept` makes (its
+    /// subprotocol and headers) and returns the connection, with the request.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] of [`Timeout::Handshake`] when the deadline has passed, or passes
+    /// while the answer is written (the connection is closed); [`Error::Handshake`] when
+    /// `accept` names a subprotocol the client did not offer (answered with 500);
+    /// [`Error::Io`] when the answer cannot be written.
+    ///
+    /// # Cancel safety
+    /// Dropping the future closes the connection, answered or not.
+    pub async fn accept(self, accept: Accept) -> Result<(WebSocket<S>, Request<()>)> {
+        handshake::server_accept(self.read, accept, self.config, self.deadline).await
+    }
+
+    /// Refuses the upgrade with the [`Reject`]'s status, headers and body, then closes the
+    /// connection. A client already gone is not an error: the refusal is written as far as
+    /// it goes.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] of [`Timeout::Handshake`] when the deadline has passed (nothing is
+    /// written, the connection is closed).
+    ///
+    /// # Cancel safety
+    /// Dropping the future closes the connection, answered or not.
+    pub async fn reject(self, reject: Reject) -> Result<()> {
+        handshake::server_reject(self.read, &reject, self.deadline).await
+    }
+
+    /// Writes the refusal and returns the error it stands for (or the timeout's).
+    async fn refuse(self, reject: &Reject) -> Error {
+        match handshake::server_reject(self.read, reject, self.deadline).await {
+            Ok(()) => HandshakeError::Rejected {
+                status: reject.status(),
+            }
+            .into(),
+            Err(e) => e,
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use rcgen::{
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use wsio::error::{HandshakeError, Timeout};
-use wsio::server::{Acceptor, Reject};
+use wsio::server::{Accept, Acceptor, Reject};
 use wsio::tls::rustls::{self, CertificateError, ProtocolVersion, RootCertStore};
 use wsio::tls::{CertificateDer, PrivateKeyDer, TlsAcceptor, TlsError};
 use wsio::{ClientBuilder, Config, Error, ErrorKind, MaybeTlsStream, Message, TransportInfo};
@@ -345,13 +345,19 @@ async fn unusable_certificates_and_keys_are_tls_errors() {
     assert!(matches!(&error, Error::Tls(e) if matches!(**e, TlsError::Pem(_))));
 }
 
-#[tokio::test]
-async fn a_stream_accepted_by_hand_works_with_the_generic_accept() {
-    let ca = Ca::new("wsio test CA");
+/// A TLS acceptor with a certificate for `localhost` from `ca`, and a loopback listener.
+async fn localhost_listener(ca: &Ca) -> (TlsAcceptor, TcpListener, u16) {
     let leaf = ca.leaf(&["localhost"], None);
     let tls = wsio::tls::acceptor(leaf.chain, leaf.key).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    (tls, listener, port)
+}
+
+#[tokio::test]
+async fn a_stream_accepted_by_hand_works_with_the_generic_accept() {
+    let ca = Ca::new("wsio test CA");
+    let (tls, listener, port) = localhost_listener(&ca).await;
     let server = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
         let stream = tls.accept(tcp).await.unwrap();
@@ -365,6 +371,38 @@ async fn a_stream_accepted_by_hand_works_with_the_generic_accept() {
         .connect(format!("wss://localhost:{port}/"))
         .await
         .unwrap();
+    echo(&mut ws).await;
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_pending_upgrade_over_tls_is_answered_after_an_async_decision() {
+    let ca = Ca::new("wsio test CA");
+    let (tls, listener, port) = localhost_listener(&ca).await;
+    let server = tokio::spawn(async move {
+        let acceptor = Acceptor::new();
+        for refuse in [true, false] {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let pending = acceptor.read_request_tls(&tls, tcp).await.unwrap();
+            assert!(pending.transport().tls_protocol_version().is_some());
+            tokio::time::sleep(Duration::from_millis(20)).await; // an async decision
+            if refuse {
+                pending
+                    .reject(Reject::new(StatusCode::UNAUTHORIZED))
+                    .await
+                    .unwrap();
+                continue;
+            }
+            let (mut ws, _request) = pending.accept(Accept::new()).await.unwrap();
+            let message = ws.recv().await.unwrap().unwrap();
+            ws.send(message).await.unwrap();
+        }
+    });
+    let client = ClientBuilder::new().tls_config(trusting(&ca));
+    let url = format!("wss://localhost:{port}/");
+    let error = client.connect(url.as_str()).await.err().unwrap();
+    assert_eq!(error.kind(), ErrorKind::HandshakeRefused, "{error:?}");
+    let (mut ws, _) = client.connect(url.as_str()).await.unwrap();
     echo(&mut ws).await;
     server.await.unwrap();
 }

@@ -126,40 +126,84 @@ async fn read_refusal_body<S: AsyncRead + Unpin>(
     }
 }
 
-/// Reads the upgrade request, asks `decide`, and answers with a 101 or a refusal, all before
-/// `deadline`; past it the transport is dropped without an answer.
-pub(crate) async fn server<S, F>(
+/// An upgrade request read and checked, with the transport it came on: what a server answers.
+#[derive(Debug)]
+pub(crate) struct ReadRequest<S> {
+    pub(crate) io: S,
+    /// The request head, then whatever the client sent after it (frames, at times).
+    pub(crate) buf: BytesMut,
+    pub(crate) head_len: usize,
+    pub(crate) request: Request<()>,
+}
+
+/// Reads and checks the upgrade request, before `deadline`. A malformed one is answered with
+/// its refusal (400, 405, 426, 431, 505) and returned as the error.
+pub(crate) async fn server_read<S>(
     mut io: S,
-    config: Config,
+    config: &Config,
     deadline: Instant,
-    decide: F,
-) -> Result<(WebSocket<S>, Request<()>)>
+) -> Result<ReadRequest<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
-    F: FnOnce(&Request<()>) -> std::result::Result<Accept, Reject>,
 {
     config.validate()?;
     let mut buf = BytesMut::new();
-    let parsed = timeout_at(deadline, read_request(&mut io, &config, &mut buf)).await;
-    let (request, head_len) = match parsed {
-        Err(_elapsed) => return Err(handshake_timeout()),
-        Ok(Err(e)) => return Err(e),
-        Ok(Ok(Ok(parsed))) => parsed,
+    let parsed = timeout_at(deadline, read_request(&mut io, config, &mut buf)).await;
+    match parsed {
+        Err(_elapsed) => Err(handshake_timeout()),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(Ok((request, head_len)))) => Ok(ReadRequest {
+            io,
+            buf,
+            head_len,
+            request,
+        }),
         Ok(Ok(Err(e))) => {
             let status = e.status_for_reply().unwrap_or(StatusCode::BAD_REQUEST);
             let body = e.to_string();
             send_refusal(&mut io, &Reject::new(status).body(body), deadline).await;
-            return Err(e.into());
+            Err(e.into())
         }
-    };
-    let accept = match decide(&request) {
-        Ok(accept) => accept,
-        Err(reject) => {
-            let status = reject.status();
-            send_refusal(&mut io, &reject, deadline).await;
-            return Err(HandshakeError::Rejected { status }.into());
-        }
-    };
+    }
+}
+
+/// Answers a read request with `reject`, before `deadline`, and closes the transport; too late,
+/// only closes it.
+pub(crate) async fn server_reject<S>(
+    read: ReadRequest<S>,
+    reject: &Reject,
+    deadline: Instant,
+) -> Result<()>
+where
+    S: AsyncWrite + Unpin,
+{
+    let mut io = read.io;
+    if Instant::now() >= deadline {
+        return Err(handshake_timeout());
+    }
+    send_refusal(&mut io, reject, deadline).await;
+    Ok(())
+}
+
+/// Answers a read request with the 101 `accept` makes, before `deadline`.
+pub(crate) async fn server_accept<S>(
+    read: ReadRequest<S>,
+    accept: Accept,
+    config: Config,
+    deadline: Instant,
+) -> Result<(WebSocket<S>, Request<()>)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let ReadRequest {
+        mut io,
+        mut buf,
+        head_len,
+        request,
+    } = read;
+    if Instant::now() >= deadline {
+        return Err(handshake_timeout());
+    }
     let (response, negotiated) = match accept.response(&request) {
         Ok(accepted) => accepted,
         Err(e) => {
