@@ -895,3 +895,125 @@ async fn single_frame_upload_from_python_streams_through_byte_stream() {
 async fn single_frame_upload_from_node_streams_through_byte_stream() {
     big_upload_from(Peer::Node, ReadWith::ByteStream).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Authentication challenges: a `websockets` server whose `process_request` answers 401 with
+// `WWW-Authenticate: Bearer` until the request carries the token.
+
+/// The token the Python server wants, and a hook that fetches it (after a pause, as a call to
+/// an identity provider would) and counts its calls. `token` is what the hook answers with:
+/// `None` gives up.
+fn token_hook(
+    token: Option<&'static str>,
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+) -> wsio::ClientBuilder {
+    wsio::ClientBuilder::new().on_auth_challenge(move |challenge| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(challenge.status(), http::StatusCode::UNAUTHORIZED);
+        let schemes: Vec<&str> = challenge.www_authenticate().collect();
+        assert_eq!(schemes, [r#"Bearer realm="wsio-test""#]);
+        assert!(challenge
+            .set_cookies()
+            .any(|c| c.starts_with("challenge=1")));
+        assert_eq!(challenge.uri().path(), "/private");
+        async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let token = token?;
+            let mut headers = http::HeaderMap::new();
+            let value = http::HeaderValue::try_from(format!("Bearer {token}")).unwrap();
+            headers.insert(http::header::AUTHORIZATION, value);
+            Some(headers)
+        }
+    })
+}
+
+async fn auth_server() -> (PeerProcess, String) {
+    let mut server = PeerProcess::spawn(Peer::Python, &["auth-server", "--token", "s3cret"]);
+    let url = format!("ws://127.0.0.1:{}/private", server.port().await);
+    (server, url)
+}
+
+#[tokio::test]
+async fn client_answers_a_401_from_python_with_a_token_and_retries_once() {
+    let (server, url) = auth_server().await;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let client = token_hook(Some("s3cret"), calls.clone());
+    let (mut ws, response) = within_for(STEP, "connect", client.connect(url.as_str()))
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}; server printed:\n{}", server.output()));
+    assert_eq!(response.status(), http::StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    ws.send_text("after the challenge").await.unwrap();
+    let echo = within_for(STEP, "echo", ws.recv()).await.unwrap().unwrap();
+    assert_eq!(echo, Message::text("after the challenge"));
+    ws.close(1000, "").await.unwrap();
+    let (status, output) = server.finish(STEP).await;
+    assert_eq!(
+        output.matches("refused authorization=None").count(),
+        1,
+        "{output}"
+    );
+    assert!(output.contains("accepted"), "{output}");
+    assert!(status.is_some_and(|s| s.success()), "{output}");
+}
+
+#[tokio::test]
+async fn client_that_gives_up_on_a_401_gets_the_refusal() {
+    let (server, url) = auth_server().await;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let client = token_hook(None, calls.clone());
+    let error = within_for(STEP, "connect", client.connect(url.as_str()))
+        .await
+        .expect_err("no token, no connection");
+    let response = refusal(&error);
+    assert_eq!(response.status(), http::StatusCode::UNAUTHORIZED);
+    assert_eq!(&response.body()[..], b"a bearer token is required\n");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(!server.output().contains("accepted"), "{}", server.output());
+}
+
+#[tokio::test]
+async fn a_second_401_after_the_retry_is_the_error() {
+    let (server, url) = auth_server().await;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let client = token_hook(Some("wrong"), calls.clone());
+    let error = within_for(STEP, "connect", client.connect(url.as_str()))
+        .await
+        .expect_err("a wrong token is refused");
+    assert_eq!(refusal(&error).status(), http::StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one retry only"
+    );
+    let output = printed(&server, "refused authorization='Bearer wrong'").await;
+    assert_eq!(output.matches("refused").count(), 2, "{output}");
+}
+
+/// What `peer` printed, once it has printed `text` (its output is collected as it comes).
+async fn printed(peer: &PeerProcess, text: &str) -> String {
+    let wait = async {
+        while !peer.output().contains(text) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    if tokio::time::timeout(STEP, wait).await.is_err() {
+        panic!(
+            "{} never printed {text:?}; it printed:\n{}",
+            peer.what,
+            peer.output()
+        );
+    }
+    peer.output()
+}
+
+/// The server's refusal inside a handshake error.
+fn refusal(error: &wsio::Error) -> &http::Response<Bytes> {
+    match error {
+        wsio::Error::Handshake(e) => match &**e {
+            wsio::handshake::HandshakeError::Refused(response) => response,
+            other => panic!("not a refusal: {other}"),
+        },
+        other => panic!("not a handshake error: {other}"),
+    }
+}

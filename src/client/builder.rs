@@ -11,6 +11,7 @@ use http::header::{AUTHORIZATION, ORIGIN};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::challenge::{challenge_in, Answered, Challenge, Hook};
 use super::dial::Dialer;
 use super::redirect::{Credentials, Redirects};
 use super::url::{split_userinfo, IntoClientRequest, Target};
@@ -33,6 +34,7 @@ pub struct ClientBuilder {
     origin: Option<String>,
     edit_request: Option<Arc<EditRequest>>,
     max_redirects: usize,
+    auth_challenge: Option<Hook>,
     dial: Dialer,
 }
 
@@ -45,6 +47,7 @@ impl Default for ClientBuilder {
             origin: None,
             edit_request: None,
             max_redirects: 0,
+            auth_challenge: None,
             dial: Dialer::default(),
         }
     }
@@ -59,6 +62,7 @@ impl fmt::Debug for ClientBuilder {
             .field("origin", &self.origin)
             .field("edit_request", &self.edit_request.is_some())
             .field("max_redirects", &self.max_redirects)
+            .field("on_auth_challenge", &self.auth_challenge.is_some())
             .field("connect_timeout", &self.dial.connect_timeout)
             .field("connect_attempt_timeout", &self.dial.attempt_timeout)
             .field("nodelay", &self.dial.nodelay)
@@ -141,6 +145,46 @@ impl ClientBuilder {
         self
     }
 
+    /// Answer a server that refuses the upgrade with `401 Unauthorized`: `answer` is called
+    /// with the [`Challenge`] (its `WWW-Authenticate`, `Set-Cookie` and the rest of the
+    /// refusal) and returns the future of the headers to send the request once more with (an
+    /// `Authorization: Bearer` token just fetched, a Digest response, a cookie), or of `None`
+    /// to give up, which returns the refusal as the error. Take from the challenge what the
+    /// future needs first (it must not borrow it):
+    ///
+    /// ```no_run
+    /// use http::{header::AUTHORIZATION, HeaderMap, HeaderValue};
+    /// # async fn fetch_token(_: &str) -> Option<String> { None }
+    /// # async fn demo() -> wsio::Result<()> {
+    /// let client = wsio::ClientBuilder::new().on_auth_challenge(|challenge| {
+    ///     let bearer = challenge.www_authenticate().any(|c| c.starts_with("Bearer"));
+    ///     let url = challenge.uri().to_string();
+    ///     async move {
+    ///         let token = fetch_token(&url).await.filter(|_| bearer)?;
+    ///         let mut headers = HeaderMap::new();
+    ///         headers.insert(AUTHORIZATION, HeaderValue::try_from(format!("Bearer {token}")).ok()?);
+    ///         Some(headers)
+    ///     }
+    /// });
+    /// let (ws, _) = client.connect("wss://example.com/chat").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// The retry is one more request on a new connection, made at most once per
+    /// [`connect`](Self::connect), beside the redirects (a connection makes at most
+    /// `max_redirects + 2` requests). Its headers replace those of the same name and go only to
+    /// the host and port that asked for them, not to one a later redirect leads to. A second
+    /// refusal is returned as the error it is. [`connect_on`](Self::connect_on), which has one
+    /// stream and cannot dial again, does not call the hook.
+    pub fn on_auth_challenge<F, Fut>(mut self, answer: F) -> Self
+    where
+        F: Fn(&Challenge) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Option<HeaderMap>> + Send + 'static,
+    {
+        self.auth_challenge = Some(Arc::new(move |challenge| Box::pin(answer(challenge))));
+        self
+    }
+
     /// How long [`connect`](Self::connect) may take to resolve the host, connect TCP and finish
     /// the TLS handshake, in total; past it, it fails with [`Error::Timeout`] of
     /// [`Timeout::Connect`](crate::error::Timeout::Connect). The WebSocket handshake that follows has its own
@@ -190,6 +234,7 @@ impl ClientBuilder {
         &self,
         mut request: Request<()>,
         credentials: Credentials,
+        answered: Option<(&Answered, &Target)>,
     ) -> Result<ClientHandshake> {
         for (name, value) in &self.headers {
             request.headers_mut().append(name.clone(), value.clone());
@@ -217,6 +262,9 @@ impl ClientBuilder {
                 })?;
                 request.headers_mut().insert(AUTHORIZATION, value);
             }
+        }
+        if let Some((answered, target)) = answered {
+            answered.apply(target, request.headers_mut());
         }
         if let Some(edit) = &self.edit_request {
             edit(&mut request);
@@ -250,17 +298,33 @@ impl ClientBuilder {
         let mut request = request.into_client_request()?;
         let mut redirects = Redirects::new(self.max_redirects, Target::of(request.uri())?);
         let mut tls_config = None;
+        let mut answered: Option<Answered> = None;
         loop {
             let target = Target::of(request.uri())?;
             let tls = self.dial.tls_for(&target, &mut tls_config)?;
             let credentials = redirects.credentials_for(&target);
-            let handshake = self.handshake(request.clone(), credentials)?;
+            let answer = answered.as_ref().map(|a| (a, &target));
+            let handshake = self.handshake(request.clone(), credentials, answer)?;
+            let uri = handshake.request().uri().clone();
             let io = self.dial.open(&target, tls).await?;
             let deadline = deadline_after(self.config.get_handshake_timeout());
-            match handshake::client(io, handshake, self.config.clone(), deadline).await {
+            let error = match handshake::client(io, handshake, self.config.clone(), deadline).await
+            {
                 Ok(done) => return Ok(done),
-                Err(error) => redirects.follow(&mut request, &target, error)?,
+                Err(error) => error,
+            };
+            if let (Some(hook), None) = (&self.auth_challenge, &answered) {
+                if let Some(challenge) = challenge_in(&error, &uri) {
+                    match hook(&challenge).await {
+                        Some(headers) => {
+                            answered = Some(Answered { target, headers });
+                            continue;
+                        }
+                        None => return Err(error),
+                    }
+                }
             }
+            redirects.follow(&mut request, &target, error)?;
         }
     }
 
@@ -279,7 +343,7 @@ impl ClientBuilder {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let handshake = self.handshake(request.into_client_request()?, Credentials::Keep)?;
+        let handshake = self.handshake(request.into_client_request()?, Credentials::Keep, None)?;
         let deadline = deadline_after(self.config.get_handshake_timeout());
         handshake::client(io, handshake, self.config.clone(), deadline).await
     }
@@ -311,7 +375,7 @@ mod tests {
                     .insert(COOKIE, HeaderValue::from_static("a=b"));
             });
         let hs = builder
-            .handshake(request("ws://user:pw@h:1/p"), Credentials::Keep)
+            .handshake(request("ws://user:pw@h:1/p"), Credentials::Keep, None)
             .unwrap();
         let headers = hs.request().headers();
         assert_eq!(headers["origin"], "https://example.com");
@@ -330,14 +394,14 @@ mod tests {
             .body(())
             .unwrap();
         let hs = ClientBuilder::new()
-            .handshake(carried, Credentials::Strip)
+            .handshake(carried, Credentials::Strip, None)
             .unwrap();
         assert!(!hs.request().headers().contains_key(AUTHORIZATION));
         assert!(!hs.request().headers().contains_key(COOKIE));
 
         let e = ClientBuilder::new()
             .origin("bad\norigin")
-            .handshake(request("ws://h/"), Credentials::Keep)
+            .handshake(request("ws://h/"), Credentials::Keep, None)
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Handshake);
     }
@@ -346,7 +410,7 @@ mod tests {
     fn user_info_in_a_stripped_request_is_still_sent() {
         let hs = ClientBuilder::new()
             .header(AUTHORIZATION, HeaderValue::from_static("Bearer old"))
-            .handshake(request("ws://new:pw@other/"), Credentials::Strip)
+            .handshake(request("ws://new:pw@other/"), Credentials::Strip, None)
             .unwrap();
         assert_eq!(hs.request().headers()[AUTHORIZATION], "Basic bmV3OnB3");
     }

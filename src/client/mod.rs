@@ -3,7 +3,9 @@
 //! [`connect`] takes a `ws://` or `wss://` URL, resolves the host, connects TCP (and TLS) and
 //! performs the handshake; [`connect_on`] performs the handshake over a stream you already have.
 //! A [`ClientBuilder`] adds subprotocols, headers, `Origin`, a hook that edits the request,
-//! redirects, timeouts, TLS roots and a [`Config`](crate::Config).
+//! redirects, an answer to authentication challenges
+//! ([`on_auth_challenge`](ClientBuilder::on_auth_challenge)), timeouts, TLS roots and a
+//! [`Config`](crate::Config).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -33,8 +35,10 @@
 
 // One job a file: `url` reads what a URL names (scheme, host, port, user info), `dial` opens
 // the transport (TCP, TLS, connect timeouts), `redirect` decides which redirects are followed and
-// what a request keeps across them, and `builder` ties them together for `ClientBuilder`.
+// what a request keeps across them, `challenge` what a 401 asks and where the answer may go,
+// and `builder` ties them together for `ClientBuilder`.
 mod builder;
+mod challenge;
 mod dial;
 mod redirect;
 mod url;
@@ -47,6 +51,7 @@ use crate::transport::MaybeTlsStream;
 use crate::WebSocket;
 
 pub use builder::ClientBuilder;
+pub use challenge::Challenge;
 pub use url::IntoClientRequest;
 
 /// Connects to a `ws://` or `wss://` URL with the default settings of [`ClientBuilder`].

@@ -49,6 +49,7 @@ impl IntoClientRequest for Request<()> {
 }
 
 /// The scheme, host and port a `ws://` or `wss://` URI points to, checked before any I/O.
+#[derive(Debug, Clone)]
 pub(super) struct Target {
     pub(super) scheme: Scheme,
     /// A DNS name or an IP address, without the brackets of an IPv6 literal.

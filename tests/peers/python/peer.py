@@ -14,6 +14,13 @@ r"""The Python `websockets` peer of tests/real_peers.rs.
         frame), then the hex SHA-256 of those bytes as a text (or binary) message, and reads
         until the server closes.
 
+    peer.py auth-server --token TOKEN [--port 0] [--timeout 60]
+        Serves on 127.0.0.1 (prints "listening PORT" first) with a `process_request` hook that
+        refuses, with 401, a `WWW-Authenticate: Bearer realm="wsio-test"` and a `Set-Cookie`,
+        every upgrade whose `Authorization` is not "Bearer TOKEN" (printing "refused ..."), and
+        lets the others through ("accepted"). Echoes every message of an accepted connection
+        and exits 0 when it closes with 1000.
+
 Every step is printed on stdout, one line each. Exits 0 when the run went as described, 1
 otherwise, 2 on --timeout.
 """
@@ -21,6 +28,7 @@ otherwise, 2 on --timeout.
 import argparse
 import asyncio
 import hashlib
+from http import HTTPStatus
 import logging
 import random
 import resource
@@ -164,6 +172,38 @@ async def run_upload(args):
     return 0 if ok else 1
 
 
+async def run_auth_server(args):
+    done = asyncio.get_running_loop().create_future()
+
+    def check(connection, request):
+        given = request.headers.get("Authorization")
+        if given == f"Bearer {args.token}":
+            log("accepted")
+            return None
+        log(f"refused authorization={given!r}")
+        response = connection.respond(HTTPStatus.UNAUTHORIZED, "a bearer token is required\n")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="wsio-test"'
+        response.headers["Set-Cookie"] = "challenge=1; Path=/"
+        return response
+
+    async def handler(ws):
+        try:
+            async for message in ws:
+                await ws.send(message)
+        except ConnectionClosed:
+            pass
+        log(f"connection closed: {describe_close(ws)}")
+        rcvd = ws.protocol.close_rcvd
+        if not done.done():
+            done.set_result(rcvd is not None and rcvd.code == 1000)
+
+    async with serve(handler, "127.0.0.1", args.port, process_request=check) as server:
+        print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
+        ok = await done
+    log(f"exit ok={ok}")
+    return 0 if ok else 1
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -179,8 +219,12 @@ def main():
     u.add_argument("--size", type=int, required=True)
     u.add_argument("--digest-as", choices=["text", "binary"], default="text")
     u.add_argument("--timeout", type=float, default=120.0)
+    a = sub.add_parser("auth-server")
+    a.add_argument("--port", type=int, default=0)
+    a.add_argument("--token", required=True)
+    a.add_argument("--timeout", type=float, default=60.0)
     args = p.parse_args()
-    run = run_server if args.cmd == "server" else run_upload
+    run = {"server": run_server, "upload": run_upload, "auth-server": run_auth_server}[args.cmd]
     log_protocol_events()
     try:
         return asyncio.run(asyncio.wait_for(run(args), args.timeout))
