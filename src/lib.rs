@@ -103,3 +103,9 @@ pub use rt::split::{ReadHalf, ReuniteError, WriteHalf};
 pub use rt::writer::MessageWriter;
 pub use server::{accept, Acceptor};
 pub use transport::{MaybeTlsStream, TransportInfo};
+
+/// The README's examples, compiled and run (`no_run`: compiled only) with the doc tests, so
+/// that they stay true to the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
