@@ -333,6 +333,7 @@ impl Connection {
 
     /// How many bytes the read buffer should hold for decoding to progress when `consumer`
     /// asks: the rest of the frame in hand for whole frames, or a full header.
+    #[inline]
     pub fn read_wanted(&self, buffered: usize, consumer: Option<Consumer>) -> usize {
         match self
             .inbound

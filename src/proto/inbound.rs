@@ -208,7 +208,16 @@ impl Inbound {
     }
 
     /// Hands `consumer` the next thing it takes from the queue, if any.
+    #[inline]
     pub(crate) fn pop(&mut self, consumer: Consumer) -> Result<Option<Received>, FailReason> {
+        if self.queue.is_empty() && consumer == Consumer::Messages {
+            return Ok(None); // the common case: nothing read ahead
+        }
+        self.pop_queued(consumer)
+    }
+
+    #[inline(never)]
+    fn pop_queued(&mut self, consumer: Consumer) -> Result<Option<Received>, FailReason> {
         if consumer == Consumer::Stream {
             if let Some(chunk) = self.claim_assembly() {
                 return Ok(Some(Received::Chunk(chunk)));
@@ -244,8 +253,16 @@ impl Inbound {
     }
 
     /// A reader let go of the message it held before its end: the rest is discarded.
+    #[inline]
     pub(crate) fn abandon_stream(&mut self) {
         if matches!(self.current, Current::Streaming) {
+            self.discard_streamed();
+        }
+    }
+
+    #[inline(never)]
+    fn discard_streamed(&mut self) {
+        {
             self.current = Current::Discarding;
             // What of it was read ahead goes now.
             while let Some(Event::Data { chunk, .. }) = self.queue.front() {

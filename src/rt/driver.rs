@@ -191,16 +191,17 @@ impl<S> Driver<S> {
     /// apart, nothing to register. From the first poll by another task on, the connection is
     /// split for good: each side's task is registered on its side, and the transport is polled
     /// with the waker that wakes both.
+    #[inline(always)]
     fn on_side<R>(
         &mut self,
         cx: &mut Context<'_>,
         side: Side,
         f: impl FnOnce(&mut Self, &mut Context<'_>) -> R,
     ) -> R {
+        if !self.split && self.registered.same_task(side, cx.waker()) {
+            return f(self, cx);
+        }
         if !self.split {
-            if self.registered.same_task(side, cx.waker()) {
-                return f(self, cx);
-            }
             self.split = true;
             self.wakers.adopt(&self.registered);
         }
@@ -356,10 +357,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// ahead when the transport has news, at most once per [`SENDER_READ_INTERVAL`]: what
     /// arrives during a burst of sends (the echoes of the first messages, mostly) is read in
     /// one go rather than one small read per send.
+    #[inline(always)]
     pub(crate) fn read_ahead_unless_received(&mut self, cx: &mut Context<'_>) {
         if std::mem::take(&mut self.receiver_active) {
             return;
         }
+        self.read_ahead_unless_recent(cx);
+    }
+
+    #[inline(never)]
+    fn read_ahead_unless_recent(&mut self, cx: &mut Context<'_>) {
         if self.probe_armed
             && self.wakers.signalled()
             && self

@@ -55,6 +55,7 @@ pub(crate) struct Registered {
 /// (only compared, never dereferenced).
 type WakerId = (usize, usize);
 
+#[inline(always)]
 fn id(waker: &Waker) -> WakerId {
     (
         waker.data() as usize,
@@ -83,11 +84,17 @@ fn wakes_same(a: &Waker, b: &Waker) -> bool {
 impl Registered {
     /// Whether `waker` is the task that polled the other side (or no other task has polled):
     /// remembers it for `side` either way.
+    #[inline(always)]
     pub(crate) fn same_task(&mut self, side: Side, waker: &Waker) -> bool {
         let seen = Some(id(waker));
         if self.last_polled == [seen, seen] {
-            return true;
+            return true; // the common case: one task, polling again
         }
+        self.same_task_slow(side, waker, seen)
+    }
+
+    #[inline(never)]
+    fn same_task_slow(&mut self, side: Side, waker: &Waker, seen: Option<WakerId>) -> bool {
         self.last_polled[side.index()] = seen;
         let (mine, other) = match side {
             Side::Read => (&mut self.read, &self.write),
