@@ -439,7 +439,7 @@ impl Connection {
 
     /// Decodes one frame (or chunk) from `buf` and routes it.
     fn decode_one(&mut self, buf: &mut BytesMut, consumer: Option<Consumer>) -> Step {
-        if self.is_receive_done() {
+        if self.decoder.starved(buf) || self.is_receive_done() {
             return Step::Blocked;
         }
         let mode = self

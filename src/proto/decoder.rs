@@ -165,6 +165,13 @@ impl FrameDecoder {
         Ok(DirectChunk { kind, start, end })
     }
 
+    /// Whether decoding `buf` cannot yield anything: it is empty and no frame is in progress
+    /// (a frame in progress may still have its end to report).
+    #[inline]
+    pub fn starved(&self, buf: &BytesMut) -> bool {
+        buf.is_empty() && self.payload.is_none()
+    }
+
     /// How many frame headers were accepted.
     pub fn frames_decoded(&self) -> u64 {
         self.frames
