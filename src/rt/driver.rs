@@ -425,7 +425,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     }
 
     /// [`poll_ready`](Self::poll_ready), inside [`sending`](Self::sending).
+    #[inline(always)]
     pub(crate) fn poll_ready_io(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.conn.can_send() && self.conn.buffered_amount() < self.config.get_write_buffer_size()
+        {
+            return Poll::Ready(Ok(())); // the common case: room for the next message
+        }
+        self.poll_room(cx)
+    }
+
+    /// [`poll_ready_io`](Self::poll_ready_io) when the connection is closed or the queue full.
+    #[inline(never)]
+    fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if !self.conn.can_send() {
             return Poll::Ready(Err(self.send_error()));
         }

@@ -64,6 +64,7 @@ pub(crate) fn application_close(code: CloseCode, reason: &str) -> Result<CloseFr
 
 impl<S> Driver<S> {
     /// Queues a message (a `Close` starts the closing handshake).
+    #[inline]
     pub(crate) fn queue(&mut self, message: Message) -> Result<()> {
         let queued = match message {
             Message::Close(frame) => return self.start_close(frame),
