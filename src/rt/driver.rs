@@ -550,8 +550,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         let polled = if self.split {
             self.poll_fill(cx, None) // `cx` wakes both sides already
         } else {
-            // One task: it is woken through the sending side's slot.
-            self.wakers.register_sender(cx.waker());
+            // One task, polling both sides with its own context: registered on the sending side,
+            // so that the waker the transport is polled with reaches it.
+            self.wakers.register(Side::Write, cx.waker());
             let waker = self.io_waker.clone();
             self.poll_fill(&mut Context::from_waker(&waker), None)
         };

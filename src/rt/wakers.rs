@@ -127,12 +127,6 @@ impl TaskWakers {
         }
     }
 
-    /// Registers a task that polls both sides with its own context on the sending side, before
-    /// the transport is polled with the waker that wakes both: so that waker reaches it.
-    pub(crate) fn register_sender(&self, waker: &Waker) {
-        self.write.register(waker);
-    }
-
     /// Forgets earlier wakes, before the transport is polled: a wake from then on is news.
     pub(crate) fn clear_signal(&self) {
         self.signalled.store(false, Ordering::Release);
