@@ -11,7 +11,7 @@ use http::header::{AUTHORIZATION, ORIGIN};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::challenge::{challenge_in, Answered, Challenge, Hook};
+use super::challenge::{into_challenge, Answered, Challenge, Hook};
 use super::dial::Dialer;
 use super::redirect::{Credentials, Redirects};
 use super::url::{split_userinfo, IntoClientRequest, Target};
@@ -313,17 +313,19 @@ impl ClientBuilder {
                 Ok(done) => return Ok(done),
                 Err(error) => error,
             };
-            if let (Some(hook), None) = (&self.auth_challenge, &answered) {
-                if let Some(challenge) = challenge_in(&error, &uri) {
-                    match hook(&challenge).await {
+            let error = match (&self.auth_challenge, &answered) {
+                (Some(hook), None) => match into_challenge(error, &uri) {
+                    Ok(challenge) => match hook(&challenge).await {
                         Some(headers) => {
                             answered = Some(Answered { target, headers });
                             continue;
                         }
-                        None => return Err(error),
-                    }
-                }
-            }
+                        None => return Err(challenge.into_error()),
+                    },
+                    Err(error) => error,
+                },
+                _ => error,
+            };
             redirects.follow(&mut request, &target, error)?;
         }
     }

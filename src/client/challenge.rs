@@ -67,25 +67,28 @@ pub(super) type Answer = Pin<Box<dyn Future<Output = Option<HeaderMap>> + Send>>
 /// The hook, as the builder keeps it.
 pub(super) type Hook = Arc<dyn Fn(&Challenge) -> Answer + Send + Sync>;
 
-/// The challenge in `error`, when it is a refusal that asks for credentials.
-pub(super) fn challenge_in(error: &Error, uri: &Uri) -> Option<Challenge> {
-    let Error::Handshake(handshake) = error else {
-        return None;
-    };
-    let HandshakeError::Refused(response) = &**handshake else {
-        return None;
-    };
-    if response.status() != StatusCode::UNAUTHORIZED {
-        return None;
+/// The challenge `error` carries, when it is a refusal that asks for credentials; otherwise the
+/// error itself, untouched.
+pub(super) fn into_challenge(error: Error, uri: &Uri) -> Result<Challenge, Error> {
+    match error {
+        Error::Handshake(handshake) => match *handshake {
+            HandshakeError::Refused(response) if response.status() == StatusCode::UNAUTHORIZED => {
+                Ok(Challenge {
+                    response: *response,
+                    uri: uri.clone(),
+                })
+            }
+            other => Err(Error::Handshake(Box::new(other))),
+        },
+        other => Err(other),
     }
-    let mut copy = Response::new(response.body().clone());
-    *copy.status_mut() = response.status();
-    *copy.version_mut() = response.version();
-    *copy.headers_mut() = response.headers().clone();
-    Some(Challenge {
-        response: copy,
-        uri: uri.clone(),
-    })
+}
+
+impl Challenge {
+    /// The refusal as the error it is, for a hook that gave up.
+    pub(super) fn into_error(self) -> Error {
+        HandshakeError::Refused(Box::new(self.response)).into()
+    }
 }
 
 /// The headers a hook answered with, and where they may be sent: to the host and port that
