@@ -43,8 +43,8 @@ pub(crate) struct TaskWakers {
 /// has started polling, and to register both once it has.
 #[derive(Debug, Default)]
 pub(crate) struct Registered {
-    read: Option<Waker>,
-    write: Option<Waker>,
+    /// A clone of the waker each side (by [`Side::index`]) was last polled with.
+    tasks: [Option<Waker>; 2],
     /// The waker each side was last polled with, as it came (not a clone): while one task polls
     /// both sides, a comparison of two pointer pairs tells it is the same one again. (Only a
     /// dead task's address can be reused, and a dead task polls nothing.)
@@ -64,21 +64,30 @@ fn id(waker: &Waker) -> WakerId {
 }
 
 impl Side {
+    const BOTH: [Side; 2] = [Side::Read, Side::Write];
+
     fn index(self) -> usize {
         match self {
             Side::Read => 0,
             Side::Write => 1,
         }
     }
+
+    fn other(self) -> Side {
+        match self {
+            Side::Read => Side::Write,
+            Side::Write => Side::Read,
+        }
+    }
 }
 
-/// Whether two wakers wake the same task. `Waker::will_wake` compares the vtable by address, and
-/// the same vtable may exist at two addresses (a constant instantiated in two codegen units):
-/// tokio's `block_on` polls with a waker whose clones carry another copy of its vtable, so a
-/// stored clone never `will_wake` the waker it came from. The same data under vtables with the
-/// same functions is the same waker.
+/// Whether two wakers wake the same task: the same data under vtables with the same functions.
+/// Not `Waker::will_wake`, which compares the vtable by address: the same vtable may exist at
+/// two addresses (a constant instantiated in two codegen units), and tokio's `block_on` polls
+/// with a waker whose clones carry another copy of its vtable, so a stored clone never
+/// `will_wake` the waker it came from.
 fn wakes_same(a: &Waker, b: &Waker) -> bool {
-    a.will_wake(b) || (a.data() == b.data() && a.vtable() == b.vtable())
+    a.data() == b.data() && a.vtable() == b.vtable()
 }
 
 impl Registered {
@@ -96,14 +105,13 @@ impl Registered {
     #[inline(never)]
     fn same_task_slow(&mut self, side: Side, waker: &Waker, seen: Option<WakerId>) -> bool {
         self.last_polled[side.index()] = seen;
-        let (mine, other) = match side {
-            Side::Read => (&mut self.read, &self.write),
-            Side::Write => (&mut self.write, &self.read),
-        };
+        let mine = &mut self.tasks[side.index()];
         if !mine.as_ref().is_some_and(|w| wakes_same(w, waker)) {
             *mine = Some(waker.clone());
         }
-        other.as_ref().is_none_or(|w| wakes_same(w, waker))
+        self.tasks[side.other().index()]
+            .as_ref()
+            .is_none_or(|w| wakes_same(w, waker))
     }
 }
 
@@ -141,11 +149,8 @@ impl TaskWakers {
     /// the one that polled before included (it may be waiting on the transport, whose waker
     /// the next poll replaces with the one that wakes both).
     pub(crate) fn adopt(&self, registered: &Registered) {
-        for (side, waker) in [
-            (Side::Read, &registered.read),
-            (Side::Write, &registered.write),
-        ] {
-            if let Some(waker) = waker {
+        for side in Side::BOTH {
+            if let Some(waker) = &registered.tasks[side.index()] {
                 self.register(side, waker);
             }
         }
