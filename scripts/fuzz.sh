@@ -31,7 +31,7 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -eq 0 ]; then
 fi
 sanitizer="${FUZZ_SANITIZER:-none}"
 cargo_fuzz_version="0.13.2"
-targets=(header utf8 decoder_splits handshake_request handshake_response connection_ops)
+targets=(header utf8 decoder_splits handshake_request handshake_response extensions connection_ops)
 
 if ! cargo fuzz --version 2>/dev/null | grep -qF "$cargo_fuzz_version"; then
     echo "==> installing cargo-fuzz $cargo_fuzz_version"

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::compression::Compression;
 use crate::error::Error;
 use crate::proto::connection::ProtoConfig;
 
@@ -29,6 +30,7 @@ pub struct Config {
     stream_fragment_size: usize,
     max_stream_message_size: Option<usize>,
     read_ahead_size: usize,
+    compression: Option<Compression>,
 }
 
 impl Default for Config {
@@ -48,6 +50,7 @@ impl Default for Config {
             stream_fragment_size: 1 << 20,
             max_stream_message_size: None,
             read_ahead_size: 1 << 20,
+            compression: Some(Compression::default()),
         }
     }
 }
@@ -254,8 +257,26 @@ impl Config {
         self.max_handshake_headers
     }
 
+    /// permessage-deflate (RFC 7692): offered by a client, accepted by a server, with these
+    /// settings; `None` turns it off. What each setting costs is in [`Compression`]'s docs.
+    /// Whether a connection compresses is up to the handshake: see
+    /// [`WebSocket::permessage_deflate`](crate::WebSocket::permessage_deflate).
+    /// Default: on, with [`Compression::default`].
+    pub fn compression(mut self, compression: Option<Compression>) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// See [`compression`](Self::compression).
+    pub fn get_compression(&self) -> Option<&Compression> {
+        self.compression.as_ref()
+    }
+
     /// Checks that every value is usable.
     pub fn validate(&self) -> Result<(), Error> {
+        if let Some(compression) = &self.compression {
+            compression.validate()?;
+        }
         if self.max_frame_size == 0 {
             return Err(Error::InvalidConfig("max_frame_size must be at least 1"));
         }
@@ -309,6 +330,7 @@ impl Config {
             pong_timeout: self.pong_timeout,
             idle_timeout: self.idle_timeout,
             close_timeout: self.close_timeout,
+            deflate: None,
         }
     }
 }

@@ -256,6 +256,8 @@ impl From<SendError> for Error {
     fn from(e: SendError) -> Self {
         match e {
             SendError::Usage(usage) => Error::Usage(usage),
+            // The compressor's own failure (never the data's): the message could not go.
+            SendError::Compression(e) => Error::Io(std::io::Error::other(e)),
             _ => Error::Closed,
         }
     }

@@ -77,6 +77,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod client;
+mod compression;
 mod config;
 pub mod error;
 pub mod handshake;
@@ -87,12 +88,14 @@ pub mod tls;
 pub mod transport;
 
 pub use client::{connect, connect_on, ClientBuilder};
+pub use compression::Compression;
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
 pub use http;
 pub use proto::close::{CloseCode, CloseFrame};
 pub use proto::connection::{ReadyState, Stats};
 pub use proto::decoder::DataKind;
+pub use proto::deflate::Compress;
 pub use proto::message::{Message, Utf8Bytes};
 pub use proto::Role;
 pub use rt::bytestream::{ByteReadHalf, ByteStream, ByteWriteHalf};

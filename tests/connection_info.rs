@@ -9,14 +9,14 @@ use futures::SinkExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use wsio::error::UsageError;
-use wsio::handshake::Negotiated;
+use wsio::handshake::{DeflateParams, Negotiated};
 use wsio::server::{requested_subprotocols, Accept, Acceptor};
 use wsio::{
     ClientBuilder, CloseCode, CloseFrame, Config, Error, ErrorKind, MaybeTlsStream, Message,
     ReadyState, Role, Stats, WebSocket,
 };
 
-use support::stream::{tcp_pair, tcp_pair_small_buffers, TcpWs};
+use support::stream::{tcp_pair, tcp_pair_small_buffers, tcp_pair_with, TcpWs};
 use support::{frame, within, QUIET};
 
 /// A client from [`ClientBuilder::connect`] (subprotocols `offered`) and a server from an
@@ -80,10 +80,33 @@ async fn protocol_is_none_when_none_was_agreed() {
 }
 
 #[tokio::test]
-async fn extensions_are_empty_as_none_are_negotiated() {
+async fn permessage_deflate_is_negotiated_by_default_and_reported_on_both_sides() {
     let (client, server) = connect_pair(&["a"], Some("a")).await;
-    assert_eq!(client.extensions(), "");
-    assert_eq!(server.extensions(), "");
+    // The server answers with the window it keeps to (12 bits by default).
+    assert_eq!(
+        client.extensions(),
+        "permessage-deflate; server_max_window_bits=12"
+    );
+    assert_eq!(server.extensions(), client.extensions());
+    let agreed = DeflateParams {
+        server_max_window_bits: 12,
+        ..DeflateParams::default()
+    };
+    assert_eq!(client.permessage_deflate(), Some(agreed));
+    assert_eq!(server.permessage_deflate(), Some(agreed));
+}
+
+#[tokio::test]
+async fn extensions_are_empty_when_compression_is_off_on_either_side() {
+    for (client_config, server_config) in [
+        (Config::default().compression(None), Config::default()),
+        (Config::default(), Config::default().compression(None)),
+    ] {
+        let (client, server) = tcp_pair_with(client_config, server_config).await;
+        assert_eq!((client.extensions(), server.extensions()), ("", ""));
+        assert_eq!(client.permessage_deflate(), None);
+        assert_eq!(server.permessage_deflate(), None);
+    }
 }
 
 #[tokio::test]
@@ -203,7 +226,8 @@ fn counts(s: Stats) -> Counts {
 
 #[tokio::test]
 async fn stats_count_frames_messages_payload_and_wire_bytes_on_both_ends() {
-    let (mut client, mut server) = tcp_pair(Config::default()).await;
+    // Uncompressed, so that the payload sizes are the messages' own.
+    let (mut client, mut server) = tcp_pair(Config::default().compression(None)).await;
     assert_eq!(client.stats(), Stats::default());
     assert_eq!(server.stats(), Stats::default());
 
@@ -325,7 +349,9 @@ async fn stats_count_a_frame_that_arrived_with_the_handshake_response() {
 async fn buffered_amount_is_zero_after_a_flushed_send_and_grows_while_the_peer_does_not_read() {
     const PAYLOAD: usize = 64 * 1024;
     const MESSAGES: usize = 4;
-    let config = Config::default().write_buffer_size(1 << 20);
+    let config = Config::default()
+        .write_buffer_size(1 << 20)
+        .compression(None);
     // Small kernel buffers: far less than the messages fit between the two sockets.
     let (mut client, mut server) = tcp_pair_small_buffers(config, 16 * 1024).await;
 

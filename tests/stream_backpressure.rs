@@ -17,8 +17,10 @@ use wsio::{ByteStream, Config, DataKind, MessageWriter};
 const TOTAL: u64 = 24 << 20;
 const WRITE_BUFFER: usize = 64 * 1024;
 const FRAGMENT: usize = 16 * 1024;
-/// Control frames and a frame header or two.
-const SLACK: usize = 256;
+/// Control frames and a frame header or two, and what the compressor emits at once beyond a
+/// frame's room (permessage-deflate is negotiated by default: a compressed frame takes all of
+/// one call's output, a block of at most a few KiB).
+const SLACK: usize = 256 + 8 * 1024;
 /// Kernel socket buffers asked for on both ends (Linux doubles the figure).
 const SOCKET_BUFFER: u32 = 64 * 1024;
 /// Bytes accepted by the writer but not yet read by the reader, at most: the library's write

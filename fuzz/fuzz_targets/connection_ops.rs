@@ -139,7 +139,7 @@ impl Run {
             let fin = at == payload.len();
             if self
                 .peer
-                .send_built_fragment(kind, fin, &mut builder)
+                .send_built_fragment(kind, fin, false, &mut builder)
                 .is_err()
             {
                 return; // the peer closed: nothing more goes out
@@ -295,7 +295,7 @@ impl Run {
             Op::ReadAhead => {
                 // As the runtime does: only while less than the bound is unread.
                 if self.inbox.len() + self.lib.unread_bytes() < READ_AHEAD {
-                    self.lib.read_ahead(&mut self.inbox);
+                    self.lib.read_ahead(&mut self.inbox, usize::MAX);
                 }
             }
             Op::Send(n) => {

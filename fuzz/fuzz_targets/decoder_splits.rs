@@ -213,6 +213,7 @@ fn consume_direct(dec: &mut FrameDecoder, wire: &[u8]) -> Result<Decoded, FailRe
         start: chunk.start,
         end: chunk.end,
         utf8: None,
+        compressed: false,
     })
 }
 
@@ -248,7 +249,10 @@ impl Checker {
                 start,
                 end,
                 utf8,
+                compressed,
             } => {
+                // The decoder accepts no compressed message unless told to.
+                assert!(!compressed);
                 // A text message's end carries the proof that all of it was valid; a direct
                 // chunk (read past the buffer) reports none.
                 if end && kind == DataKind::Text && self.mode != Mode::Direct {

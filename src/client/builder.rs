@@ -269,7 +269,11 @@ impl ClientBuilder {
         if let Some(edit) = &self.edit_request {
             edit(&mut request);
         }
-        Ok(ClientHandshake::new(request)?)
+        let deflate = self
+            .config
+            .get_compression()
+            .map(|c| c.params(crate::proto::Role::Client));
+        Ok(ClientHandshake::new(request)?.offer_deflate(deflate)?)
     }
 
     /// Resolves the URL's host, connects TCP (trying each address in turn) and, for `wss://`,

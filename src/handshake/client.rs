@@ -1,7 +1,8 @@
 //! Client side of the opening handshake: build the upgrade request, check the server's answer.
 //!
 //! ```text
-//! let hs = ClientHandshake::new(request)?;      // fills Host, Upgrade, Sec-WebSocket-Key, ...
+//! let hs = ClientHandshake::new(request)?      // fills Host, Upgrade, Sec-WebSocket-Key, ...
+//!     .offer_deflate(Some(params))?;            // optional: offer permessage-deflate
 //! hs.write_request(&mut out);                   // driver writes `out` to the socket
 //! loop {                                        // driver reads into `buf`
 //!     if let Some(parsed) = hs.parse_response(&buf, limit)? {
@@ -21,10 +22,11 @@ use http::{
 
 use super::negotiated::selected_subprotocol;
 use super::{
-    check_connection_upgrade, derive_accept_key, from_httparse, generate_key, head_window,
+    check_connection_upgrade, check_deflate_response, deflate_offer, derive_accept_key,
+    extensions::stated_in_response, from_httparse, generate_key, head_window,
     header_contains_token, http_version, is_token, is_valid_key, partial_head, push, single_header,
     split_list, to_header_map, trim_ows, value_eq_ignore_case, with_header_slots, write_headers,
-    HandshakeError, Negotiated, Scheme, DEFAULT_MAX_HEADERS, WEBSOCKET_VERSION,
+    DeflateParams, HandshakeError, Negotiated, Scheme, DEFAULT_MAX_HEADERS, WEBSOCKET_VERSION,
 };
 
 /// The most body bytes of a refusal that [`HandshakeError::Refused`] carries: 4 KiB. Enough for
@@ -51,6 +53,8 @@ pub struct ClientHandshake {
     expected_accept: String,
     /// The subprotocols offered in `Sec-WebSocket-Protocol`, in order.
     offered_protocols: Vec<String>,
+    /// The permessage-deflate parameters offered in `Sec-WebSocket-Extensions`, if any.
+    offered_deflate: Option<DeflateParams>,
 }
 
 impl ClientHandshake {
@@ -75,8 +79,8 @@ impl ClientHandshake {
     ///   request is not `GET` over HTTP/1.1.
     /// - [`HandshakeError::InvalidHeader`]: a handshake header the request already has is wrong
     ///   (e.g. `Upgrade: h2c`, a `Sec-WebSocket-Key` that is not 16 bytes in base64, a
-    ///   subprotocol that is not a token), or it offers `Sec-WebSocket-Extensions`, which this
-    ///   version does not support.
+    ///   subprotocol that is not a token), or it has `Sec-WebSocket-Extensions`: wsio
+    ///   negotiates extensions itself (see [`offer_deflate`](Self::offer_deflate)).
     pub fn new(request: Request<()>) -> Result<Self, HandshakeError> {
         let (mut parts, ()) = request.into_parts();
         if parts.method != Method::GET {
@@ -139,7 +143,30 @@ impl ClientHandshake {
             target,
             expected_accept,
             offered_protocols,
+            offered_deflate: None,
         })
+    }
+
+    /// Offers permessage-deflate (RFC 7692) with `params`, in a `Sec-WebSocket-Extensions`
+    /// header appended to the request (the value of [`deflate_offer`]); `None` withdraws an
+    /// offer made before. [`parse_response`](Self::parse_response) then accepts a server's
+    /// answer that agrees with the offer, and [`ParsedResponse::negotiated`] says what was
+    /// agreed.
+    ///
+    /// # Errors
+    ///
+    /// [`HandshakeError::InvalidExtension`] when a window size is not in `8..=15` (see
+    /// [`DeflateParams::validate`]); [`HandshakeError::TooManyHeaders`] when the request has no
+    /// room for another header.
+    pub fn offer_deflate(mut self, params: Option<DeflateParams>) -> Result<Self, HandshakeError> {
+        let headers = self.request.headers_mut();
+        headers.remove(SEC_WEBSOCKET_EXTENSIONS);
+        if let Some(params) = &params {
+            params.validate()?;
+            push(headers, SEC_WEBSOCKET_EXTENSIONS, deflate_offer(params))?;
+        }
+        self.offered_deflate = params;
+        Ok(self)
     }
 
     /// The complete request that [`write_request`](Self::write_request) writes.
@@ -159,6 +186,12 @@ impl ClientHandshake {
     /// The subprotocols offered in `Sec-WebSocket-Protocol`, in order.
     pub fn offered_subprotocols(&self) -> &[String] {
         &self.offered_protocols
+    }
+
+    /// The permessage-deflate parameters offered (see [`offer_deflate`](Self::offer_deflate)),
+    /// if any.
+    pub fn offered_deflate(&self) -> Option<DeflateParams> {
+        self.offered_deflate
     }
 
     /// Appends the request to `out`: `GET /path?query HTTP/1.1`, the headers, an empty line.
@@ -187,25 +220,32 @@ impl ClientHandshake {
     ///   up to the same bounds.
     /// - The `101` fails a check of RFC 6455 §4.1: [`HandshakeError::UnsupportedHttpVersion`],
     ///   [`HandshakeError::MissingHeader`] or [`HandshakeError::InvalidHeader`] for `Upgrade`,
-    ///   `Connection` or `Sec-WebSocket-Accept`, [`HandshakeError::UnexpectedSubprotocol`],
-    ///   [`HandshakeError::UnexpectedExtension`].
+    ///   `Connection` or `Sec-WebSocket-Accept`, [`HandshakeError::UnexpectedSubprotocol`].
+    /// - The `Sec-WebSocket-Extensions` of the `101` does not agree with the offer (see
+    ///   [`check_deflate_response`]): [`HandshakeError::UnexpectedExtension`] (an extension
+    ///   not offered), [`HandshakeError::InvalidExtension`] (permessage-deflate with bad
+    ///   parameters).
     pub fn parse_response(
         &self,
         buf: &[u8],
         max_header_bytes: usize,
     ) -> Result<Option<ParsedResponse>, HandshakeError> {
-        let Some(parsed) = parse_response_head(buf, max_header_bytes)? else {
+        let Some(mut parsed) = parse_response_head(buf, max_header_bytes)? else {
             return Ok(None);
         };
         if parsed.response.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Err(refusal(parsed, buf));
         }
-        self.check_accept(&parsed.response)?;
+        parsed.deflate = self.check_accept(&parsed.response)?;
         Ok(Some(parsed))
     }
 
-    /// Checks a `101` response against RFC 6455 §4.1 and what this request offered.
-    fn check_accept(&self, response: &Response<()>) -> Result<(), HandshakeError> {
+    /// Checks a `101` response against RFC 6455 §4.1 and what this request offered, and
+    /// returns the permessage-deflate parameters agreed on.
+    fn check_accept(
+        &self,
+        response: &Response<()>,
+    ) -> Result<Option<DeflateParams>, HandshakeError> {
         if response.version() != Version::HTTP_11 {
             return Err(HandshakeError::UnsupportedHttpVersion);
         }
@@ -224,8 +264,9 @@ impl ClientHandshake {
                 reason: "the value does not match the Sec-WebSocket-Key sent",
             });
         }
-        accept_extensions(headers)?;
-        self.check_subprotocol(headers)
+        let deflate = check_deflate_response(headers, self.offered_deflate.as_ref())?;
+        self.check_subprotocol(headers)?;
+        Ok(deflate)
     }
 
     /// Checks that the server selected at most one subprotocol, and one that was offered.
@@ -264,6 +305,9 @@ pub struct ParsedResponse {
     /// The length of the head in bytes, final empty line included. The bytes after it belong to
     /// whatever follows: the WebSocket stream after a `101`, the body otherwise.
     pub head_len: usize,
+    /// The permessage-deflate parameters agreed on: checked against the offer by
+    /// [`ClientHandshake::parse_response`], as the response states them otherwise.
+    deflate: Option<DeflateParams>,
 }
 
 impl ParsedResponse {
@@ -273,10 +317,18 @@ impl ParsedResponse {
         selected_subprotocol(self.response.headers())
     }
 
-    /// What the handshake agreed on: the subprotocol and extensions of the response. After
-    /// [`ClientHandshake::parse_response`] succeeded, they are ones the request offered.
+    /// What the handshake agreed on: the subprotocol and extensions of the response, and the
+    /// permessage-deflate parameters. After [`ClientHandshake::parse_response`] succeeded, they
+    /// are ones the request offered, and the permessage-deflate parameters take the offer into
+    /// account. For a head from [`parse_response_head`] alone, they are what the response
+    /// states ([`Negotiated::from_response`]).
     pub fn negotiated(&self) -> Negotiated {
-        Negotiated::from_response(&self.response)
+        Negotiated::stated(self.response.headers(), self.deflate)
+    }
+
+    /// The permessage-deflate parameters agreed on, as in [`negotiated`](Self::negotiated).
+    pub fn permessage_deflate(&self) -> Option<DeflateParams> {
+        self.deflate
     }
 }
 
@@ -307,7 +359,16 @@ pub fn parse_response_head(
         *response.status_mut() = status;
         *response.version_mut() = http_version(head.version);
         *response.headers_mut() = to_header_map(head.headers)?;
-        Ok(Some(ParsedResponse { response, head_len }))
+        let deflate = if status == StatusCode::SWITCHING_PROTOCOLS {
+            stated_in_response(response.headers())
+        } else {
+            None
+        };
+        Ok(Some(ParsedResponse {
+            response,
+            head_len,
+            deflate,
+        }))
     })
 }
 
@@ -497,35 +558,17 @@ fn duplicate_subprotocol() -> HandshakeError {
     }
 }
 
-/// The extension-offer step. No extension is supported yet, so a request that offers one is
-/// refused; permessage-deflate will return its offer from here.
+/// Extensions are offered by wsio itself ([`ClientHandshake::offer_deflate`]), which must know
+/// what it offered to check the answer: a user's `Sec-WebSocket-Extensions` is refused.
 fn offer_extensions(user: &HeaderMap) -> Result<(), HandshakeError> {
     if user.contains_key(SEC_WEBSOCKET_EXTENSIONS) {
         return Err(HandshakeError::InvalidHeader {
             name: "Sec-WebSocket-Extensions",
-            reason: "no extension is supported yet",
+            reason: "extensions are negotiated by wsio: offer permessage-deflate with \
+                     ClientHandshake::offer_deflate instead",
         });
     }
     Ok(())
-}
-
-/// The extension-negotiation step: checks the extensions the server accepted against those
-/// offered. None is offered today, so any accepted extension fails the handshake.
-fn accept_extensions(headers: &HeaderMap) -> Result<(), HandshakeError> {
-    let first = headers
-        .get_all(SEC_WEBSOCKET_EXTENSIONS)
-        .iter()
-        .flat_map(|value| split_list(value.as_bytes()))
-        .next();
-    match first {
-        None => Ok(()),
-        Some(extension) => {
-            let name = extension.split(|&b| b == b';').next().unwrap_or_default();
-            Err(HandshakeError::UnexpectedExtension(
-                String::from_utf8_lossy(trim_ows(name)).into_owned(),
-            ))
-        }
-    }
 }
 
 /// Turns a non-`101` response into [`HandshakeError::Refused`], with the body bytes already in

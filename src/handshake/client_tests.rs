@@ -427,3 +427,145 @@ fn selected_subprotocol_must_have_been_offered() {
         Err(HandshakeError::UnexpectedSubprotocol(_))
     ));
 }
+
+fn deflate(snct: bool, cnct: bool, server_bits: u8, client_bits: u8) -> DeflateParams {
+    DeflateParams {
+        server_no_context_takeover: snct,
+        client_no_context_takeover: cnct,
+        server_max_window_bits: server_bits,
+        client_max_window_bits: client_bits,
+    }
+}
+
+#[test]
+fn offer_deflate_appends_the_offer_and_can_withdraw_it() {
+    let hs = rfc_handshake()
+        .offer_deflate(Some(deflate(false, true, 10, 15)))
+        .unwrap();
+    assert_eq!(hs.offered_deflate(), Some(deflate(false, true, 10, 15)));
+    assert!(written(&hs).ends_with(
+        "sec-websocket-protocol: chat, superchat\r\n\
+         sec-websocket-extensions: permessage-deflate; client_no_context_takeover; \
+         server_max_window_bits=10; client_max_window_bits\r\n\
+         \r\n"
+    ));
+    // A second call replaces the offer; None withdraws it.
+    let hs = hs.offer_deflate(Some(DeflateParams::default())).unwrap();
+    let offers: Vec<_> = hs
+        .request()
+        .headers()
+        .get_all(SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .collect();
+    assert_eq!(offers, ["permessage-deflate; client_max_window_bits"]);
+    let hs = hs.offer_deflate(None).unwrap();
+    assert_eq!(hs.offered_deflate(), None);
+    assert_eq!(written(&hs), written(&rfc_handshake()));
+
+    assert!(matches!(
+        rfc_handshake().offer_deflate(Some(deflate(false, false, 7, 15))),
+        Err(HandshakeError::InvalidExtension { .. })
+    ));
+}
+
+#[test]
+fn user_extension_headers_are_refused_with_the_reason() {
+    let error =
+        handshake(request("ws://h/").header("Sec-WebSocket-Extensions", "permessage-deflate"))
+            .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid Sec-WebSocket-Extensions header: extensions are negotiated by wsio: offer \
+         permessage-deflate with ClientHandshake::offer_deflate instead"
+    );
+}
+
+#[test]
+fn an_accepted_deflate_offer_is_in_what_was_negotiated() {
+    let offer = deflate(false, true, 12, 11);
+    let hs = rfc_handshake().offer_deflate(Some(offer)).unwrap();
+    let head = response(
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover;\r\n\
+         Sec-WebSocket-Extensions: server_max_window_bits=9\r\n",
+    );
+    // Those two lines are two elements: `server_max_window_bits=9` is an unknown extension.
+    assert!(matches!(
+        hs.parse_response(head.as_bytes(), 8192),
+        Err(HandshakeError::InvalidExtension { .. })
+    ));
+
+    let head = response(
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+         server_max_window_bits=9\r\n",
+    );
+    let parsed = hs.parse_response(head.as_bytes(), 8192).unwrap().unwrap();
+    // The client's own client_no_context_takeover and window of 11 hold, unanswered.
+    let agreed = deflate(true, true, 9, 11);
+    assert_eq!(parsed.permessage_deflate(), Some(agreed));
+    assert_eq!(
+        parsed.negotiated(),
+        Negotiated::default()
+            .with_extensions(
+                "permessage-deflate; server_no_context_takeover; server_max_window_bits=9"
+            )
+            .with_permessage_deflate(agreed)
+    );
+    // The head alone reads only what the response states.
+    let alone = parse_response_head(head.as_bytes(), 8192).unwrap().unwrap();
+    assert_eq!(
+        alone.permessage_deflate(),
+        Some(deflate(true, false, 9, 15))
+    );
+
+    // A declined offer: no extension, nothing agreed.
+    let parsed = hs
+        .parse_response(response("").as_bytes(), 8192)
+        .unwrap()
+        .unwrap();
+    assert_eq!(parsed.permessage_deflate(), None);
+    assert_eq!(parsed.negotiated(), Negotiated::default());
+}
+
+#[test]
+fn a_deflate_answer_that_breaks_the_offer_fails() {
+    let hs = rfc_handshake()
+        .offer_deflate(Some(deflate(false, false, 10, 12)))
+        .unwrap();
+    let fails = |extensions: &str, reason: &str| {
+        let head = response(&format!("Sec-WebSocket-Extensions: {extensions}\r\n"));
+        match hs.parse_response(head.as_bytes(), 8192) {
+            Err(HandshakeError::InvalidExtension { name, reason: r }) => {
+                assert_eq!((name, r), ("permessage-deflate", reason), "{extensions}")
+            }
+            other => panic!("{extensions}: {other:?}"),
+        }
+    };
+    fails(
+        "permessage-deflate; server_max_window_bits=11",
+        "server_max_window_bits is above the offered value",
+    );
+    fails(
+        "permessage-deflate; server_max_window_bits=10; client_max_window_bits=13",
+        "client_max_window_bits is above the offered value",
+    );
+    fails("permessage-deflate; foo", "a parameter is unknown");
+    fails(
+        "permessage-deflate; client_max_window_bits=9",
+        "server_max_window_bits was offered but not answered",
+    );
+    fails(
+        "permessage-deflate; client_max_window_bits=9; client_max_window_bits=9",
+        "a parameter appears twice",
+    );
+    fails(
+        "permessage-deflate; server_max_window_bits=10, permessage-deflate",
+        "the server accepted permessage-deflate twice",
+    );
+    let head = response(
+        "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=9, x-foo\r\n",
+    );
+    assert!(matches!(
+        hs.parse_response(head.as_bytes(), 8192),
+        Err(HandshakeError::UnexpectedExtension(name)) if name == "x-foo"
+    ));
+}

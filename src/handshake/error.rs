@@ -44,6 +44,16 @@ pub enum HandshakeError {
     /// The server accepted an extension in `Sec-WebSocket-Extensions` that the client did not
     /// offer.
     UnexpectedExtension(String),
+    /// Client side: the server accepted an offered extension with parameters that break the
+    /// extension's rules (RFC 7692 §7 for permessage-deflate): unknown, repeated or malformed,
+    /// or a window size above the offered one. Also what
+    /// [`DeflateParams::validate`](super::DeflateParams::validate) reports.
+    InvalidExtension {
+        /// The extension, e.g. `"permessage-deflate"`.
+        name: &'static str,
+        /// What is wrong, e.g. `"server_max_window_bits is above the offered value"`.
+        reason: &'static str,
+    },
     /// The request method is not `GET`.
     MethodNotGet,
     /// The message is HTTP/1.0 (or older); the handshake needs HTTP/1.1 or later.
@@ -97,6 +107,7 @@ impl HandshakeError {
             Self::Rejected { status } => Some(*status),
             Self::Refused(_)
             | Self::UnexpectedExtension(_)
+            | Self::InvalidExtension { .. }
             | Self::InvalidUri(_)
             | Self::InvalidRedirect { .. } => None,
         }
@@ -129,6 +140,9 @@ impl fmt::Display for HandshakeError {
                 f,
                 "the server accepted extension {extension:?}, which the client did not offer"
             ),
+            Self::InvalidExtension { name, reason } => {
+                write!(f, "invalid {name} extension: {reason}")
+            }
             Self::MethodNotGet => f.write_str("the handshake request method must be GET"),
             Self::UnsupportedHttpVersion => f.write_str("the handshake needs HTTP/1.1 or later"),
             Self::InvalidUri(detail) => write!(f, "invalid WebSocket URI: {detail}"),
@@ -199,6 +213,15 @@ mod tests {
         assert_eq!(
             HandshakeError::UnexpectedExtension("x".into()).status_for_reply(),
             None
+        );
+        let invalid = HandshakeError::InvalidExtension {
+            name: "permessage-deflate",
+            reason: "server_max_window_bits is above the offered value",
+        };
+        assert_eq!(invalid.status_for_reply(), None);
+        assert_eq!(
+            invalid.to_string(),
+            "invalid permessage-deflate extension: server_max_window_bits is above the offered value"
         );
     }
 }

@@ -9,6 +9,9 @@
 //! - [`server`] parses and checks an upgrade request and builds the `101` answer or a refusal.
 //! - [`Negotiated`] is what the handshake agreed on (subprotocol, extensions), read from the
 //!   `101` by both ends.
+//! - [`deflate_offer`], [`accept_deflate_offer`] and [`check_deflate_response`] negotiate
+//!   permessage-deflate (RFC 7692) with [`DeflateParams`]; the client and server handshakes
+//!   call them.
 //!
 //! A driver (the async code that owns the socket) reads bytes into a buffer, calls a parser
 //! until it stops answering `Ok(None)` ("need more bytes"), and hands every byte after the HTTP
@@ -16,11 +19,13 @@
 
 pub mod client;
 mod error;
+mod extensions;
 mod negotiated;
 mod scheme;
 pub mod server;
 
 pub use error::HandshakeError;
+pub use extensions::{accept_deflate_offer, check_deflate_response, deflate_offer, DeflateParams};
 pub use negotiated::Negotiated;
 pub(crate) use scheme::Scheme;
 
@@ -153,8 +158,13 @@ fn is_valid_key(value: &[u8]) -> bool {
 
 /// Returns `true` when `s` is a non-empty RFC 9110 token: what a subprotocol name must be.
 fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes().all(|b| {
+    is_token_bytes(s.as_bytes())
+}
+
+/// Returns `true` when `bytes` is a non-empty RFC 9110 token.
+fn is_token_bytes(bytes: &[u8]) -> bool {
+    !bytes.is_empty()
+        && bytes.iter().all(|&b| {
             b.is_ascii_alphanumeric()
                 || matches!(
                     b,
@@ -368,6 +378,56 @@ mod tests {
         let parsed = hs.parse_response(&wire, 4096).unwrap().unwrap();
         assert_eq!(parsed.subprotocol(), Some("v1"));
         assert_eq!(&wire[parsed.head_len..], b"\x88\x00");
+    }
+
+    #[test]
+    fn client_and_server_agree_on_deflate() {
+        let offers = [
+            DeflateParams::default(),
+            DeflateParams {
+                server_no_context_takeover: true,
+                server_max_window_bits: 9,
+                ..DeflateParams::default()
+            },
+            DeflateParams {
+                client_no_context_takeover: true,
+                client_max_window_bits: 8,
+                ..DeflateParams::default()
+            },
+        ];
+        let preferences = [
+            DeflateParams::default(),
+            DeflateParams {
+                client_no_context_takeover: true,
+                server_max_window_bits: 10,
+                client_max_window_bits: 11,
+                ..DeflateParams::default()
+            },
+        ];
+        for offer in offers {
+            for preferred in preferences {
+                let request = http::Request::builder().uri("ws://h/").body(()).unwrap();
+                let hs = client::ClientHandshake::new(request)
+                    .unwrap()
+                    .offer_deflate(Some(offer))
+                    .unwrap();
+                let mut wire = Vec::new();
+                hs.write_request(&mut wire);
+                let (request, _) = server::parse_request(&wire, 4096, 32).unwrap().unwrap();
+                let (response, server_side) = server::Accept::new()
+                    .response(&request, Some(&preferred))
+                    .unwrap();
+                let mut wire = Vec::new();
+                server::write_response(&response, b"", &mut wire);
+                let client_side = hs
+                    .parse_response(&wire, 4096)
+                    .unwrap()
+                    .unwrap()
+                    .negotiated();
+                assert_eq!(client_side, server_side, "{offer:?} {preferred:?}");
+                assert!(client_side.permessage_deflate().is_some());
+            }
+        }
     }
 
     /// A small deterministic generator (xorshift64*), so failures reproduce.

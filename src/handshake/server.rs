@@ -9,6 +9,8 @@
 //!     }
 //! }
 //! let response = accept_response(&request, protocol, &extra_headers)?;
+//! // or, to negotiate permessage-deflate too:
+//! let (response, negotiated) = Accept::new().protocol(protocol).response(&request, Some(&params))?;
 //! write_response(&response, b"", &mut out);       // driver writes `out`
 //! ```
 //!
@@ -25,9 +27,10 @@ use http::{
 };
 
 use super::{
-    check_connection_upgrade, derive_accept_key, from_httparse, head_window, header_contains_token,
-    header_tokens, http_version, is_valid_key, partial_head, push, single_header, to_header_map,
-    trim_ows, with_header_slots, write_headers, HandshakeError, Negotiated, WEBSOCKET_VERSION,
+    accept_deflate_offer, check_connection_upgrade, derive_accept_key, from_httparse, head_window,
+    header_contains_token, header_tokens, http_version, is_valid_key, partial_head, push,
+    single_header, to_header_map, trim_ows, with_header_slots, write_headers, DeflateParams,
+    HandshakeError, Negotiated, WEBSOCKET_VERSION,
 };
 
 /// Headers of a `101` answer that [`accept_response`] sets itself and never takes from
@@ -154,7 +157,8 @@ pub fn requested_subprotocols(request: &Request<()>) -> impl Iterator<Item = &st
 /// `protocol` is given, `Sec-WebSocket-Protocol`; then appends `extra_headers` in order (e.g.
 /// `Set-Cookie`, `Server`), except those the handshake sets itself (`Upgrade`, `Connection`,
 /// `Sec-WebSocket-*` and the body headers `Content-Length` and `Transfer-Encoding`), which are
-/// ignored. Offered extensions are declined: none is supported yet.
+/// ignored. Offered extensions are all declined (RFC 6455 §9.1 allows it): to negotiate
+/// permessage-deflate, use [`Accept::response`].
 ///
 /// # Errors
 ///
@@ -168,6 +172,17 @@ pub fn accept_response(
     protocol: Option<&str>,
     extra_headers: &HeaderMap,
 ) -> Result<Response<()>, HandshakeError> {
+    build_accept(request, protocol, None, extra_headers).map(|(response, _)| response)
+}
+
+/// [`accept_response`] that also answers the permessage-deflate offers when `deflate` (the
+/// server's preferences) is given, and returns the parameters agreed on.
+fn build_accept(
+    request: &Request<()>,
+    protocol: Option<&str>,
+    deflate: Option<&DeflateParams>,
+    extra_headers: &HeaderMap,
+) -> Result<(Response<()>, Option<DeflateParams>), HandshakeError> {
     let key = single_header(request.headers(), &SEC_WEBSOCKET_KEY, "Sec-WebSocket-Key")?;
     if !is_valid_key(key.as_bytes()) {
         return Err(HandshakeError::InvalidHeader {
@@ -195,15 +210,20 @@ pub fn accept_response(
             header_value(protocol)?,
         )?;
     }
-    if let Some(extensions) = negotiate_extensions(request) {
-        push(&mut headers, SEC_WEBSOCKET_EXTENSIONS, extensions)?;
-    }
+    let accepted = deflate.and_then(|preferred| accept_deflate_offer(request.headers(), preferred));
+    let agreed = match accepted {
+        Some((value, agreed)) => {
+            push(&mut headers, SEC_WEBSOCKET_EXTENSIONS, value)?;
+            Some(agreed)
+        }
+        None => None,
+    };
     append_extra(&mut headers, extra_headers, &ACCEPT_OWNED)?;
 
     let mut response = Response::new(());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     *response.headers_mut() = headers;
-    Ok(response)
+    Ok((response, agreed))
 }
 
 /// Builds a refusal: `status` with `extra_headers` in order, then `Content-Length: body_len`
@@ -300,15 +320,21 @@ impl Accept {
     /// The `101` answer to `request` ([`accept_response`] with this subprotocol and these
     /// headers), and what it agrees on.
     ///
+    /// With `deflate`, the server's permessage-deflate preferences, the client's first valid
+    /// permessage-deflate offer is accepted ([`accept_deflate_offer`] says how); with `None`,
+    /// compression is off and every extension is declined.
+    ///
     /// # Errors
     /// As [`accept_response`]: a subprotocol the client did not offer, or a request without a
     /// valid `Sec-WebSocket-Key`.
     pub fn response(
         &self,
         request: &Request<()>,
+        deflate: Option<&DeflateParams>,
     ) -> Result<(Response<()>, Negotiated), HandshakeError> {
-        let response = accept_response(request, self.protocol.as_deref(), &self.headers)?;
-        let negotiated = Negotiated::from_response(&response);
+        let (response, agreed) =
+            build_accept(request, self.protocol.as_deref(), deflate, &self.headers)?;
+        let negotiated = Negotiated::stated(response.headers(), agreed);
         Ok((response, negotiated))
     }
 }
@@ -370,13 +396,6 @@ impl From<StatusCode> for Reject {
     fn from(status: StatusCode) -> Self {
         Reject::new(status)
     }
-}
-
-/// The extension-negotiation step: the `Sec-WebSocket-Extensions` value to answer the client's
-/// offers with. None is supported yet, so every offer is declined (RFC 6455 §9.1 allows it);
-/// permessage-deflate will parse the offers here.
-fn negotiate_extensions(_request: &Request<()>) -> Option<HeaderValue> {
-    None
 }
 
 /// Appends every header of `extra` whose name is not in `owned`, in order.

@@ -292,7 +292,7 @@ fn an_accept_answers_with_its_subprotocol_and_headers_and_says_what_it_agreed() 
         HeaderName::from_static("server"),
         HeaderValue::from_static("wsio"),
     );
-    let (response, negotiated) = accept.response(&request).unwrap();
+    let (response, negotiated) = accept.response(&request, None).unwrap();
     let expected = accept_response(
         &request,
         Some("superchat"),
@@ -304,11 +304,11 @@ fn an_accept_answers_with_its_subprotocol_and_headers_and_says_what_it_agreed() 
         Negotiated::default().with_subprotocol("superchat")
     );
 
-    let (_, negotiated) = Accept::new().response(&request).unwrap();
+    let (_, negotiated) = Accept::new().response(&request, None).unwrap();
     assert_eq!(negotiated, Negotiated::default());
     let error = Accept::new()
         .protocol(Some("mqtt"))
-        .response(&request)
+        .response(&request, None)
         .unwrap_err();
     assert!(matches!(error, HandshakeError::UnexpectedSubprotocol(_)));
 }
@@ -342,4 +342,57 @@ fn a_reject_writes_its_status_headers_and_body() {
     let mut out = Vec::new();
     reject.write(&mut out);
     assert!(out.starts_with(b"HTTP/1.1 500 Internal Server Error\r\n"));
+}
+
+#[test]
+fn an_accept_negotiates_deflate_when_given_preferences() {
+    let text = with_line(
+        "Origin",
+        "Sec-WebSocket-Extensions: x-foo, permessage-deflate; server_max_window_bits=99, \
+         permessage-deflate; client_max_window_bits; server_max_window_bits=12",
+    );
+    let (request, _) = parse(&text).unwrap().unwrap();
+    let preferred = DeflateParams {
+        server_no_context_takeover: true,
+        client_max_window_bits: 10,
+        ..DeflateParams::default()
+    };
+    let (response, negotiated) = Accept::new()
+        .protocol(Some("chat"))
+        .response(&request, Some(&preferred))
+        .unwrap();
+    let value = "permessage-deflate; server_no_context_takeover; server_max_window_bits=12; \
+                 client_max_window_bits=10";
+    assert_eq!(response.headers()[SEC_WEBSOCKET_EXTENSIONS], value);
+    let agreed = DeflateParams {
+        server_no_context_takeover: true,
+        client_no_context_takeover: false,
+        server_max_window_bits: 12,
+        client_max_window_bits: 10,
+    };
+    assert_eq!(
+        negotiated,
+        Negotiated::default()
+            .with_subprotocol("chat")
+            .with_extensions(value)
+            .with_permessage_deflate(agreed)
+    );
+    // The response says the same to anyone who reads it.
+    assert_eq!(Negotiated::from_response(&response), negotiated);
+
+    // Without preferences, or without an offer, there is no extension.
+    let (response, negotiated) = Accept::new().response(&request, None).unwrap();
+    assert!(!response.headers().contains_key(SEC_WEBSOCKET_EXTENSIONS));
+    assert_eq!(negotiated.permessage_deflate(), None);
+    let (response, negotiated) = Accept::new()
+        .response(&rfc_request(), Some(&preferred))
+        .unwrap();
+    assert!(!response.headers().contains_key(SEC_WEBSOCKET_EXTENSIONS));
+    assert_eq!(negotiated, Negotiated::default());
+    // extra headers cannot add one.
+    let (response, _) = Accept::new()
+        .header(SEC_WEBSOCKET_EXTENSIONS, HeaderValue::from_static("x-foo"))
+        .response(&request, None)
+        .unwrap();
+    assert!(!response.headers().contains_key(SEC_WEBSOCKET_EXTENSIONS));
 }

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::close::{CloseCode, CloseFrame, MAX_REASON_LEN};
-use super::decoder::{DataKind, Decoded, DirectChunk, FrameDecoder, Limits};
+use super::decoder::{DataKind, Decoded, DirectChunk, FrameDecoder, Limits, RSV_COMPRESSED};
+use super::deflate::{self, Compress, CompressError, Compressor, DeflateSettings, Inflater};
 use super::encoder::Transmit;
 use super::error::{FailReason, UsageError};
 use super::fragment::FragmentBuilder;
@@ -57,6 +58,9 @@ pub struct ProtoConfig {
     pub idle_timeout: Option<Duration>,
     /// How long the closing handshake may take once it began.
     pub close_timeout: Duration,
+    /// permessage-deflate, when the handshake agreed on it (`None`: messages go as they are,
+    /// and a compressed frame from the peer fails the connection with 1002).
+    pub deflate: Option<DeflateSettings>,
 }
 
 impl Default for ProtoConfig {
@@ -69,6 +73,7 @@ impl Default for ProtoConfig {
             pong_timeout: Duration::from_secs(10),
             idle_timeout: None,
             close_timeout: Duration::from_secs(5),
+            deflate: None,
         }
     }
 }
@@ -82,6 +87,9 @@ pub enum SendError {
     Closed,
     /// The call broke a rule of the protocol; nothing was queued.
     Usage(UsageError),
+    /// The compressor failed (a bug, not the data's fault). A whole message is sent
+    /// uncompressed instead; a streamed message cannot go on.
+    Compression(CompressError),
 }
 
 impl fmt::Display for SendError {
@@ -89,6 +97,7 @@ impl fmt::Display for SendError {
         match self {
             SendError::Closed => f.write_str("the connection is closed"),
             SendError::Usage(e) => e.fmt(f),
+            SendError::Compression(e) => e.fmt(f),
         }
     }
 }
@@ -98,6 +107,12 @@ impl std::error::Error for SendError {}
 impl From<UsageError> for SendError {
     fn from(e: UsageError) -> Self {
         SendError::Usage(e)
+    }
+}
+
+impl From<CompressError> for SendError {
+    fn from(e: CompressError) -> Self {
+        SendError::Compression(e)
     }
 }
 
@@ -139,6 +154,10 @@ pub struct Connection {
     decoder: FrameDecoder,
     transmit: Transmit,
     keys: MaskKeys,
+    /// The sending direction's DEFLATE stream, when permessage-deflate was agreed.
+    compressor: Option<Compressor>,
+    /// The receiving direction's, and the compressed message being inflated.
+    inflater: Option<Inflater>,
     inbound: Inbound,
     timers: Timers,
     /// The next frame's header exceeds what an unclaimed message may hold: decoding waits for
@@ -181,12 +200,18 @@ impl Connection {
 
     /// A connection whose masking keys come from `keys` (a seeded source makes a run repeat).
     pub fn with_keys(role: Role, config: ProtoConfig, keys: MaskKeys) -> Self {
+        let decoder = match config.deflate {
+            Some(_) => FrameDecoder::new(role).accepting_compressed(),
+            None => FrameDecoder::new(role),
+        };
         Connection {
             role,
             config,
-            decoder: FrameDecoder::new(role),
+            decoder,
             transmit: Transmit::default(),
             keys,
+            compressor: config.deflate.map(Compressor::new),
+            inflater: config.deflate.as_ref().map(Inflater::new),
             inbound: Inbound::default(),
             timers: Timers::new(Periods {
                 ping_interval: config.ping_interval,
@@ -298,10 +323,34 @@ impl Connection {
     }
 
     /// Bytes decoded for consumers that have not taken them yet (read ahead while nobody was
-    /// receiving), and the bytes of a message being assembled.
+    /// receiving), the bytes of a message being assembled, and compressed bytes waiting to be
+    /// inflated.
     #[inline]
     pub fn unread_bytes(&self) -> usize {
-        self.inbound.queued_bytes() + self.inbound.assembled_bytes()
+        self.inbound.queued_bytes()
+            + self.inbound.assembled_bytes()
+            + self.inflater.as_ref().map_or(0, Inflater::held_bytes)
+    }
+
+    /// The permessage-deflate settings in force, if the handshake agreed on compression.
+    pub fn deflate(&self) -> Option<&DeflateSettings> {
+        self.config.deflate.as_ref()
+    }
+
+    /// Whether zlib state is held now, for compressing and for inflating: what a connection
+    /// without context takeover frees after every message.
+    pub fn deflate_state_held(&self) -> (bool, bool) {
+        (
+            self.compressor
+                .as_ref()
+                .is_some_and(Compressor::is_allocated),
+            self.inflater.as_ref().is_some_and(Inflater::is_allocated),
+        )
+    }
+
+    #[inline]
+    fn inflating(&self) -> bool {
+        self.inflater.as_ref().is_some_and(Inflater::has_work)
     }
 
     /// Whether decoding waits for a consumer to claim the next message (its frame is larger
@@ -417,8 +466,14 @@ impl Connection {
     /// Stops at the first frame larger than an unclaimed message may be (see
     /// [`is_parked`](Self::is_parked)). The runtime bounds how much it reads ahead with
     /// [`unread_bytes`](Self::unread_bytes).
-    pub fn read_ahead(&mut self, buf: &mut BytesMut) {
+    ///
+    /// Inflating stops once `max_unread` bytes wait unread: a few compressed bytes may stand
+    /// for any amount of data.
+    pub fn read_ahead(&mut self, buf: &mut BytesMut, max_unread: usize) {
         while !self.parked && self.undelivered.is_none() {
+            if self.inflating() && self.unread_bytes() >= max_unread {
+                break;
+            }
             if let Step::Blocked = self.decode_one(buf, None) {
                 break;
             }
@@ -439,7 +494,14 @@ impl Connection {
 
     /// Decodes one frame (or chunk) from `buf` and routes it.
     fn decode_one(&mut self, buf: &mut BytesMut, consumer: Option<Consumer>) -> Step {
-        if self.decoder.starved(buf) || self.is_receive_done() {
+        if self.is_receive_done() {
+            return Step::Blocked;
+        }
+        if self.inflating() {
+            // What was decoded is inflated before anything after it is decoded.
+            return self.inflate_one(consumer);
+        }
+        if self.decoder.starved(buf) {
             return Step::Blocked;
         }
         let mode = self
@@ -470,35 +532,26 @@ impl Connection {
                 start,
                 end,
                 utf8,
+                compressed,
             } => {
                 self.counters.payload_bytes_received += data.len() as u64;
                 self.data_events += 1;
                 if end {
                     self.counters.messages_received += 1;
                 }
-                if start
-                    && end
-                    && consumer == Some(Consumer::Messages)
-                    && self.inbound.takes_whole_message_now()
-                {
-                    // The common case, straight to the message API that asked for it.
-                    return match whole_message(kind, data, utf8) {
-                        Ok(received) => Step::Delivered(received),
-                        Err(reason) => {
-                            self.fail(reason);
-                            Step::Continue
-                        }
-                    };
+                if compressed {
+                    if let Some(inflater) = &mut self.inflater {
+                        inflater.push(kind, data, start, end);
+                    }
+                    return self.inflate_one(consumer);
                 }
-                Event::Data {
-                    chunk: Chunk {
-                        kind,
-                        data,
-                        start,
-                        end,
-                    },
-                    utf8,
-                }
+                let chunk = Chunk {
+                    kind,
+                    data,
+                    start,
+                    end,
+                };
+                return self.take_data(chunk, utf8, consumer);
             }
             Decoded::Control { opcode, payload } => {
                 self.counters.payload_bytes_received += payload.len() as u64;
@@ -509,12 +562,88 @@ impl Connection {
                 }
             }
         };
+        self.route(event, consumer)
+    }
+
+    /// Hands a piece of a data message to `consumer`, or queues it.
+    fn take_data(
+        &mut self,
+        chunk: Chunk,
+        utf8: Option<super::utf8::Utf8Proof>,
+        consumer: Option<Consumer>,
+    ) -> Step {
+        if chunk.start
+            && chunk.end
+            && consumer == Some(Consumer::Messages)
+            && self.inbound.takes_whole_message_now()
+        {
+            // The common case, straight to the message API that asked for it.
+            return match whole_message(chunk.kind, chunk.data, utf8) {
+                Ok(received) => Step::Delivered(received),
+                Err(reason) => {
+                    self.fail(reason);
+                    Step::Continue
+                }
+            };
+        }
+        self.route(Event::Data { chunk, utf8 }, consumer)
+    }
+
+    fn route(&mut self, event: Event, consumer: Option<Consumer>) -> Step {
         match self.inbound.route(event, consumer) {
             Ok(Some(received)) => Step::Delivered(received),
             Ok(None) => Step::Continue,
             Err(reason) => {
                 self.fail(reason);
                 Step::Continue
+            }
+        }
+    }
+
+    /// Inflates the next piece of the compressed message in hand and routes it, under the
+    /// limits of whoever takes it: a message that inflates past them fails with 1009 after
+    /// at most one piece more than the limit was produced.
+    fn inflate_one(&mut self, consumer: Option<Consumer>) -> Step {
+        let mode = self
+            .inbound
+            .mode(consumer, self.message_limits(), self.stream_limits());
+        let Some(inflater) = &mut self.inflater else {
+            return Step::Blocked;
+        };
+        let limit = mode.limits.message;
+        match inflater.next_piece(limit) {
+            Err(reason) => {
+                self.fail(reason);
+                Step::Continue
+            }
+            Ok(deflate::Step::NeedInput) => Step::Continue,
+            Ok(deflate::Step::AtLimit) => {
+                let stream_max = self.config.max_stream_message_size;
+                let stream_would_take = match stream_max {
+                    None => true,
+                    Some(max) => limit.is_some_and(|limit| limit < max),
+                };
+                if mode.park_on_excess && stream_would_take {
+                    // Only the stream API could take it: wait for a consumer to say which.
+                    self.parked = true;
+                    return Step::Blocked;
+                }
+                let max = match (mode.park_on_excess, stream_max) {
+                    (true, Some(max)) => max,
+                    _ => limit.unwrap_or(usize::MAX),
+                };
+                let reason = inflater.too_large(max);
+                self.fail(reason);
+                Step::Continue
+            }
+            Ok(deflate::Step::Piece(piece)) => {
+                let chunk = Chunk {
+                    kind: piece.kind,
+                    data: piece.data,
+                    start: piece.start,
+                    end: piece.end,
+                };
+                self.take_data(chunk, piece.utf8, consumer)
             }
         }
     }
@@ -699,25 +828,98 @@ impl Connection {
     // ----- output -----
 
     /// Queues a whole message. Pings and pongs must be at most 125 bytes; `Close` is
-    /// [`close`](Self::close).
+    /// [`close`](Self::close). A data message is compressed when permessage-deflate was agreed
+    /// and it reaches the threshold (see [`send_message_with`](Self::send_message_with)).
     pub fn send_message(&mut self, message: Message) -> Result<(), SendError> {
+        self.send_message_with(message, Compress::Auto)
+    }
+
+    /// Queues a whole message, compressed or not as `compress` says (when permessage-deflate
+    /// was agreed; control frames are never compressed).
+    pub fn send_message_with(
+        &mut self,
+        message: Message,
+        compress: Compress,
+    ) -> Result<(), SendError> {
         match message {
-            Message::Text(text) => self.send_whole(DataKind::Text, text.into_bytes()),
-            Message::Binary(data) => self.send_whole(DataKind::Binary, data),
+            Message::Text(text) => self.send_whole(DataKind::Text, text.into_bytes(), compress),
+            Message::Binary(data) => self.send_whole(DataKind::Binary, data, compress),
             Message::Ping(payload) => self.send_control(OpCode::Ping, payload),
             Message::Pong(payload) => self.send_control(OpCode::Pong, payload),
             Message::Close(frame) => self.close(frame),
         }
     }
 
-    fn send_whole(&mut self, kind: DataKind, payload: Bytes) -> Result<(), SendError> {
+    fn send_whole(
+        &mut self,
+        kind: DataKind,
+        payload: Bytes,
+        compress: Compress,
+    ) -> Result<(), SendError> {
         self.check_can_send()?;
         if self.sending.is_some() {
             return Err(UsageError::MessageInProgress.into());
         }
         self.counters.messages_sent += 1;
         self.data_events += 1;
-        self.queue_frame(data_opcode(kind), payload);
+        let (rsv, payload) = match &mut self.compressor {
+            Some(compressor) if compressor.wants(payload.len(), compress) => {
+                if compressor.is_open() {
+                    // A streamed message whose writer vanished before its first frame.
+                    compressor.abandon();
+                }
+                match compressor.compress_message(&payload) {
+                    Ok(compressed) => (RSV_COMPRESSED, compressed),
+                    Err(_) => {
+                        // Never the data's fault; the message still goes, as it is.
+                        compressor.abandon();
+                        (0, payload)
+                    }
+                }
+            }
+            _ => (0, payload),
+        };
+        self.queue_data_frame(rsv, data_opcode(kind), payload);
+        Ok(())
+    }
+
+    /// Whether a streamed message sent under `compress` is compressed: whenever
+    /// permessage-deflate was agreed, unless `compress` is [`Compress::Never`].
+    pub fn compresses_stream(&self, compress: Compress) -> bool {
+        self.compressor.is_some() && compress != Compress::Never
+    }
+
+    /// Takes bytes of a streamed message into `builder`: copied (masked for a client), or,
+    /// for a `compressed` message, compressed into it. Returns how many bytes of `data` were
+    /// taken (those that fit the frame being built; the caller cuts it when it is full).
+    pub fn append_fragment(
+        &mut self,
+        builder: &mut FragmentBuilder,
+        data: &[u8],
+        compressed: bool,
+    ) -> Result<usize, SendError> {
+        let Some(compressor) = self.compressor.as_mut().filter(|_| compressed) else {
+            return Ok(builder.append(data, &mut self.keys));
+        };
+        let take = data.len().min(builder.room());
+        if take > 0 {
+            builder.extend(compressor.write(&data[..take])?, &mut self.keys);
+        }
+        Ok(take)
+    }
+
+    /// For a `compressed` streamed message, flushes the compressor into `builder`, so that
+    /// the peer can inflate everything taken so far once the frame is sent.
+    pub fn flush_fragment(
+        &mut self,
+        builder: &mut FragmentBuilder,
+        compressed: bool,
+    ) -> Result<(), SendError> {
+        if let Some(compressor) = self.compressor.as_mut().filter(|_| compressed) {
+            if compressor.is_open() {
+                builder.extend(compressor.flush()?, &mut self.keys);
+            }
+        }
         Ok(())
     }
 
@@ -746,15 +948,27 @@ impl Connection {
         &mut self.keys
     }
 
-    /// Queues the frame `builder` holds as the next fragment of a `kind` message.
+    /// Queues the frame `builder` holds as the next fragment of a `kind` message. For a
+    /// `compressed` message, the final fragment takes the compressor's last bytes first (the
+    /// message's end), and the first fragment carries RSV1.
     pub fn send_built_fragment(
         &mut self,
         kind: DataKind,
         fin: bool,
+        compressed: bool,
         builder: &mut FragmentBuilder,
     ) -> Result<(), SendError> {
         let opcode = self.fragment_opcode(kind)?;
-        let (frame, payload_len) = builder.take_frame(fin, opcode, &mut self.keys);
+        let compressor = self.compressor.as_mut().filter(|_| compressed);
+        if let (true, Some(compressor)) = (fin, compressor) {
+            builder.extend(compressor.finish()?, &mut self.keys);
+        }
+        let rsv = match opcode {
+            OpCode::Continuation => 0,
+            _ if compressed && self.compressor.is_some() => RSV_COMPRESSED,
+            _ => 0,
+        };
+        let (frame, payload_len) = builder.take_frame(fin, rsv, opcode, &mut self.keys);
         self.record_fragment(kind, fin, payload_len);
         self.transmit.push_encoded(frame);
         Ok(())
@@ -849,10 +1063,14 @@ impl Connection {
     }
 
     fn queue_frame(&mut self, opcode: OpCode, payload: Bytes) {
+        self.queue_data_frame(0, opcode, payload);
+    }
+
+    fn queue_data_frame(&mut self, rsv: u8, opcode: OpCode, payload: Bytes) {
         let mask = self.keys.next_key();
         self.counters.frames_sent += 1;
         self.counters.payload_bytes_sent += payload.len() as u64;
-        self.transmit.push_frame(true, 0, opcode, mask, payload);
+        self.transmit.push_frame(true, rsv, opcode, mask, payload);
     }
 }
 

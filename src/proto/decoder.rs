@@ -39,7 +39,11 @@ pub enum Decoded {
         /// These are the message's last bytes.
         end: bool,
         /// At the end of a text message: the proof that the whole message was valid UTF-8.
+        /// Never for a compressed message, whose bytes are checked once inflated.
         utf8: Option<Utf8Proof>,
+        /// The message is compressed (RSV1 on its first frame, RFC 7692): `data` is DEFLATE
+        /// output, neither UTF-8 checked nor counted against the message limit.
+        compressed: bool,
     },
     /// A whole control frame.
     Control {
@@ -93,6 +97,18 @@ struct PayloadState {
     starts_message: bool,
 }
 
+/// RSV1: the message is compressed (permessage-deflate, RFC 7692 §6).
+pub const RSV_COMPRESSED: u8 = 0b100;
+
+/// The data message being decoded.
+#[derive(Debug, Clone, Copy)]
+struct InMessage {
+    kind: DataKind,
+    /// Payload bytes so far, as they arrive on the wire.
+    size: u64,
+    compressed: bool,
+}
+
 /// Decodes frames from a read buffer.
 #[derive(Debug)]
 pub struct FrameDecoder {
@@ -100,8 +116,8 @@ pub struct FrameDecoder {
     /// RSV bits that negotiated extensions give meaning to.
     allowed_rsv: u8,
     payload: Option<PayloadState>,
-    /// The data message in progress and how many bytes it has so far.
-    message: Option<(DataKind, u64)>,
+    /// The data message in progress.
+    message: Option<InMessage>,
     utf8: Utf8Validator,
     frames: u64,
 }
@@ -119,6 +135,13 @@ impl FrameDecoder {
         }
     }
 
+    /// A decoder that also takes compressed messages (RSV1 on a message's first frame), for a
+    /// connection that negotiated permessage-deflate.
+    pub fn accepting_compressed(mut self) -> Self {
+        self.allowed_rsv |= RSV_COMPRESSED;
+        self
+    }
+
     /// Whether a fragmented data message is in progress.
     pub fn in_message(&self) -> bool {
         self.message.is_some()
@@ -129,7 +152,13 @@ impl FrameDecoder {
     /// frame's payload when nothing of it is buffered (`buffered` is the read buffer's length).
     pub fn direct_len(&self, buffered: usize) -> u64 {
         match &self.payload {
-            Some(p) if buffered == 0 && !p.header.opcode.is_control() => p.remaining,
+            Some(p)
+                if buffered == 0
+                    && !p.header.opcode.is_control()
+                    && !self.message.is_some_and(|m| m.compressed) =>
+            {
+                p.remaining
+            }
             _ => 0,
         }
     }
@@ -145,7 +174,10 @@ impl FrameDecoder {
         if let Some(key) = state.header.mask {
             apply_mask(data, key, state.consumed as usize);
         }
-        let (kind, _) = self.message.expect("a data payload belongs to a message");
+        let kind = self
+            .message
+            .expect("a data payload belongs to a message")
+            .kind;
         if kind == DataKind::Text {
             self.utf8
                 .feed(data)
@@ -191,13 +223,7 @@ impl FrameDecoder {
     /// Ends the data message in progress; for text, the proof that all of it was valid.
     fn end_message(&mut self, kind: DataKind) -> Result<Option<Utf8Proof>, FailReason> {
         self.message = None;
-        match kind {
-            DataKind::Text => match self.utf8.finish() {
-                Ok(proof) => Ok(Some(proof)),
-                Err(_) => Err(ProtocolError::InvalidUtf8.into()),
-            },
-            DataKind::Binary => Ok(None),
-        }
+        finish_text(kind, &mut self.utf8)
     }
 
     /// Whether the next frame header in `buf` (if one is there) is a data frame that `limits`
@@ -256,7 +282,14 @@ impl FrameDecoder {
                     );
                 }
                 let is_text = !state.header.opcode.is_control()
-                    && matches!(self.message, Some((DataKind::Text, _)));
+                    && matches!(
+                        self.message,
+                        Some(InMessage {
+                            kind: DataKind::Text,
+                            compressed: false,
+                            ..
+                        })
+                    );
                 if is_text {
                     self.utf8
                         .feed(fresh)
@@ -284,18 +317,28 @@ impl FrameDecoder {
             state.consumed += available as u64;
             state.processed = 0;
             let fin = state.header.fin;
-            let (kind, _) = self.message.expect("a data payload belongs to a message");
+            let InMessage {
+                kind, compressed, ..
+            } = self.message.expect("a data payload belongs to a message");
             let end = frame_done && fin;
             if frame_done {
                 self.payload = None;
             }
-            let utf8 = if end { self.end_message(kind)? } else { None };
+            let utf8 = match end {
+                true if compressed => {
+                    self.message = None;
+                    None
+                }
+                true => self.end_message(kind)?,
+                false => None,
+            };
             return Ok(Some(Decoded::Data {
                 kind,
                 data,
                 start,
                 end,
                 utf8,
+                compressed,
             }));
         }
     }
@@ -313,23 +356,23 @@ impl FrameDecoder {
             _ => {}
         }
         if header.opcode.is_control() {
+            if header.rsv & RSV_COMPRESSED != 0 {
+                return Err(ProtocolError::MisplacedCompressionBit.into());
+            }
             return Ok(false);
         }
-        let (kind, size, starts) = self.check_limits(header, limits)?;
+        let message = self.check_limits(header, limits)?;
+        let starts = header.opcode != OpCode::Continuation;
         if starts {
             self.utf8 = Utf8Validator::new();
         }
-        self.message = Some((kind, size));
+        self.message = Some(message);
         Ok(starts)
     }
 
-    /// Checks a data frame's header against the message in progress and `limits`: its kind,
-    /// the message's size with it, and whether it starts the message.
-    fn check_limits(
-        &self,
-        header: &FrameHeader,
-        limits: Limits,
-    ) -> Result<(DataKind, u64, bool), FailReason> {
+    /// Checks a data frame's header against the message in progress and `limits`: the message
+    /// with this frame. A compressed message's size is checked once inflated, not here.
+    fn check_limits(&self, header: &FrameHeader, limits: Limits) -> Result<InMessage, FailReason> {
         if let Some(max) = limits.frame {
             if header.payload_len > max as u64 {
                 return Err(CapacityError::FrameTooLarge {
@@ -339,22 +382,45 @@ impl FrameDecoder {
                 .into());
             }
         }
-        let (kind, so_far, starts) = match (header.opcode, self.message) {
-            (OpCode::Continuation, Some((kind, so_far))) => (kind, so_far, false),
+        let compressed = header.rsv & RSV_COMPRESSED != 0;
+        let (kind, so_far, compressed) = match (header.opcode, self.message) {
+            (OpCode::Continuation, _) if compressed => {
+                return Err(ProtocolError::MisplacedCompressionBit.into())
+            }
+            (OpCode::Continuation, Some(m)) => (m.kind, m.size, m.compressed),
             (OpCode::Continuation, None) => {
                 return Err(ProtocolError::UnexpectedContinuation.into())
             }
             (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation.into()),
-            (OpCode::Text, None) => (DataKind::Text, 0, true),
-            (_, None) => (DataKind::Binary, 0, true),
+            (OpCode::Text, None) => (DataKind::Text, 0, compressed),
+            (_, None) => (DataKind::Binary, 0, compressed),
         };
         let size = so_far.saturating_add(header.payload_len);
-        if let Some(max) = limits.message {
+        if let Some(max) = limits.message.filter(|_| !compressed) {
             if size > max as u64 {
                 return Err(CapacityError::MessageTooLarge { size, max }.into());
             }
         }
-        Ok((kind, size, starts))
+        Ok(InMessage {
+            kind,
+            size,
+            compressed,
+        })
+    }
+}
+
+/// The end of a `kind` message whose bytes `utf8` checked: for text, the proof that all of it
+/// was valid, or the failure (1007).
+pub(crate) fn finish_text(
+    kind: DataKind,
+    utf8: &mut Utf8Validator,
+) -> Result<Option<Utf8Proof>, FailReason> {
+    match kind {
+        DataKind::Text => match utf8.finish() {
+            Ok(proof) => Ok(Some(proof)),
+            Err(_) => Err(ProtocolError::InvalidUtf8.into()),
+        },
+        DataKind::Binary => Ok(None),
     }
 }
 
@@ -424,6 +490,7 @@ mod tests {
                     start: true,
                     end: false,
                     utf8: None,
+                    compressed: false,
                 },
                 Decoded::Control {
                     opcode: OpCode::Ping,
@@ -435,6 +502,7 @@ mod tests {
                     start: false,
                     end: true,
                     utf8: None,
+                    compressed: false,
                 },
             ]
         );

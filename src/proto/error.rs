@@ -34,14 +34,22 @@ pub enum ProtocolError {
     InvalidCloseCode(u16),
     /// A data frame arrived after the peer's close frame.
     DataAfterClose,
+    /// RSV1 (a compressed message, RFC 7692) was set on a control frame or a continuation
+    /// frame: only a message's first frame carries it.
+    MisplacedCompressionBit,
+    /// A compressed message's payload did not inflate (RFC 7692 names no close code
+    /// for it; 1007, as for any payload that does not fit its message type, as Node's `ws` does).
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
     /// The close code sent to the peer when this error fails the connection:
-    /// 1007 for invalid UTF-8, 1002 for everything else.
+    /// 1007 for invalid UTF-8 and data that does not inflate, 1002 for everything else.
     pub fn close_code(&self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCompressedData => {
+                CloseCode::INVALID_PAYLOAD
+            }
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }
@@ -78,6 +86,12 @@ impl fmt::Display for ProtocolError {
             ProtocolError::InvalidClosePayload => f.write_str("close frame payload of one byte"),
             ProtocolError::InvalidCloseCode(code) => write!(f, "close code {code} may not be sent"),
             ProtocolError::DataAfterClose => f.write_str("data frame after the peer's close frame"),
+            ProtocolError::MisplacedCompressionBit => {
+                f.write_str("RSV1 (compressed) set on a control or continuation frame")
+            }
+            ProtocolError::InvalidCompressedData => {
+                f.write_str("compressed message payload does not inflate")
+            }
         }
     }
 }

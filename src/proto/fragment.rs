@@ -64,9 +64,23 @@ impl FragmentBuilder {
     /// returns how many bytes were taken. A frame's key is drawn from `keys` when its first
     /// byte arrives.
     pub fn append(&mut self, data: &[u8], keys: &mut MaskKeys) -> usize {
-        let take = data.len().min(self.capacity - self.payload);
+        let take = data.len().min(self.room());
+        self.extend(&data[..take], keys);
+        take
+    }
+
+    /// Payload bytes the current frame can still take.
+    pub fn room(&self) -> usize {
+        self.capacity.saturating_sub(self.payload)
+    }
+
+    /// Copies all of `data` into the current frame (masking it for a client), even past the
+    /// capacity: compressed output, which may come out a little larger than the bytes taken
+    /// for it, is never split off and lost.
+    pub fn extend(&mut self, data: &[u8], keys: &mut MaskKeys) {
+        let take = data.len();
         if take == 0 {
-            return 0;
+            return;
         }
         if self.payload == 0 {
             self.buf.clear();
@@ -79,12 +93,17 @@ impl FragmentBuilder {
             Some(key) => extend_masked(&mut self.buf, &data[..take], key, self.payload),
         }
         self.payload += take;
-        take
     }
 
     /// Cuts the current frame (possibly empty) with the given header bits; returns the encoded
     /// frame and its payload length, and starts a new frame.
-    pub fn take_frame(&mut self, fin: bool, opcode: OpCode, keys: &mut MaskKeys) -> (Bytes, usize) {
+    pub fn take_frame(
+        &mut self,
+        fin: bool,
+        rsv: u8,
+        opcode: OpCode,
+        keys: &mut MaskKeys,
+    ) -> (Bytes, usize) {
         if self.payload == 0 {
             self.buf.clear();
             self.buf.resize(MAX_HEADER_LEN, 0);
@@ -92,7 +111,7 @@ impl FragmentBuilder {
         }
         let header = FrameHeader {
             fin,
-            rsv: 0,
+            rsv,
             opcode,
             mask: self.key,
             payload_len: self.payload as u64,
@@ -138,7 +157,7 @@ mod tests {
                         OpCode::Continuation
                     };
                     first = false;
-                    let (frame, _) = builder.take_frame(rest.is_empty(), op, &mut keys);
+                    let (frame, _) = builder.take_frame(rest.is_empty(), 0, op, &mut keys);
                     wire.extend_from_slice(&frame);
                 }
             }
@@ -161,7 +180,7 @@ mod tests {
     fn empty_final_frame() {
         let mut builder = FragmentBuilder::new(16);
         let mut keys = MaskKeys::new(Role::Client);
-        let (frame, len) = builder.take_frame(true, OpCode::Binary, &mut keys);
+        let (frame, len) = builder.take_frame(true, 0, OpCode::Binary, &mut keys);
         assert_eq!(len, 0);
         assert_eq!(frame.len(), 6);
         assert_eq!(&frame[..2], &[0x82, 0x80]);

@@ -7,6 +7,7 @@ pub mod close;
 mod close_code;
 pub mod connection;
 pub mod decoder;
+pub mod deflate;
 pub mod encoder;
 pub mod error;
 pub mod fragment;

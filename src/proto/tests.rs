@@ -13,6 +13,9 @@ use super::keys::MaskKeys;
 use super::message::Message;
 use super::{Consumer, Expired, Received, Role};
 
+#[path = "deflate_pair_tests.rs"]
+mod deflate_pair;
+
 /// One end: its connection and the bytes the other end wrote to it.
 struct End {
     conn: Connection,
@@ -88,7 +91,7 @@ impl Pair {
             // What arrived is handled (pings answered, closes echoed) as a runtime would.
             for role in [Role::Client, Role::Server] {
                 let end = self.end(role);
-                end.conn.read_ahead(&mut end.inbox);
+                end.conn.read_ahead(&mut end.inbox, usize::MAX);
             }
         }
         self.tick();
@@ -145,7 +148,7 @@ impl Pair {
     }
 }
 
-fn messages(received: Vec<Received>) -> Vec<Message> {
+pub(super) fn messages(received: Vec<Received>) -> Vec<Message> {
     received
         .into_iter()
         .map(|r| match r {
@@ -160,7 +163,8 @@ fn send_fragmented(conn: &mut Connection, kind: DataKind, pieces: &[&[u8]]) {
     for (i, piece) in pieces.iter().enumerate() {
         builder.append(piece, conn.mask_keys());
         let fin = i + 1 == pieces.len();
-        conn.send_built_fragment(kind, fin, &mut builder).unwrap();
+        conn.send_built_fragment(kind, fin, false, &mut builder)
+            .unwrap();
     }
 }
 
@@ -195,12 +199,12 @@ fn a_ping_between_fragments_is_answered_and_the_message_arrives_whole() {
     let mut builder = FragmentBuilder::new(1 << 20);
     let conn = &mut pair.client.conn;
     builder.append("héllo ".as_bytes(), conn.mask_keys());
-    conn.send_built_fragment(DataKind::Text, false, &mut builder)
+    conn.send_built_fragment(DataKind::Text, false, false, &mut builder)
         .unwrap();
     conn.send_message(Message::Ping(Bytes::from_static(b"p")))
         .unwrap();
     builder.append("wörld".as_bytes(), conn.mask_keys());
-    conn.send_built_fragment(DataKind::Text, true, &mut builder)
+    conn.send_built_fragment(DataKind::Text, true, false, &mut builder)
         .unwrap();
     pair.deliver(Role::Client);
     assert_eq!(
@@ -364,7 +368,7 @@ fn a_message_recv_began_goes_whole_to_the_stream_api_and_a_dropped_reader_discar
     let mut builder = FragmentBuilder::new(1 << 20);
     builder.append(b"ab\xC3", server.mask_keys());
     server
-        .send_built_fragment(DataKind::Text, false, &mut builder)
+        .send_built_fragment(DataKind::Text, false, false, &mut builder)
         .unwrap();
     pair.deliver(Role::Server);
     // The message API begins it, and gives up (a cancelled recv).
@@ -372,11 +376,11 @@ fn a_message_recv_began_goes_whole_to_the_stream_api_and_a_dropped_reader_discar
     let server = &mut pair.server.conn;
     builder.append(b"\xA9", server.mask_keys());
     server
-        .send_built_fragment(DataKind::Text, true, &mut builder)
+        .send_built_fragment(DataKind::Text, true, false, &mut builder)
         .unwrap();
     builder.append(b"XY", server.mask_keys());
     server
-        .send_built_fragment(DataKind::Text, false, &mut builder)
+        .send_built_fragment(DataKind::Text, false, false, &mut builder)
         .unwrap();
     pair.deliver(Role::Server);
     // The stream API takes the message begun, from its first byte.
@@ -391,7 +395,7 @@ fn a_message_recv_began_goes_whole_to_the_stream_api_and_a_dropped_reader_discar
     let server = &mut pair.server.conn;
     builder.append(b"Z", server.mask_keys());
     server
-        .send_built_fragment(DataKind::Text, true, &mut builder)
+        .send_built_fragment(DataKind::Text, true, false, &mut builder)
         .unwrap();
     pair.deliver(Role::Server);
     assert_eq!(
@@ -409,7 +413,7 @@ fn read_ahead_keeps_data_for_the_next_consumer_and_answers_pings_at_once() {
     send_fragmented(client, DataKind::Text, &[b"a", b"b"]);
     pair.deliver(Role::Client);
     let server = &mut pair.server;
-    server.conn.read_ahead(&mut server.inbox);
+    server.conn.read_ahead(&mut server.inbox, usize::MAX);
     assert!(
         server.conn.wants_write(),
         "the ping was answered while nobody received"
@@ -440,7 +444,7 @@ fn a_frame_only_the_stream_api_accepts_waits_for_a_consumer_whose_limits_decide(
             .unwrap();
         pair.deliver(Role::Client);
         let server = &mut pair.server;
-        server.conn.read_ahead(&mut server.inbox);
+        server.conn.read_ahead(&mut server.inbox, usize::MAX);
         assert!(server.conn.is_parked(), "nobody asked yet: it waits");
         assert_eq!(server.conn.failure(), None);
         let got = server.conn.receive(&mut server.inbox, consumer);
@@ -495,7 +499,7 @@ fn the_message_api_meeting_a_readers_message_discards_it_for_every_later_consume
     let mut builder = FragmentBuilder::new(1 << 20);
     builder.append(b"first ", server.mask_keys());
     server
-        .send_built_fragment(DataKind::Binary, false, &mut builder)
+        .send_built_fragment(DataKind::Binary, false, false, &mut builder)
         .unwrap();
     pair.deliver(Role::Server);
     let inbox = &mut pair.client.inbox;
@@ -505,7 +509,7 @@ fn the_message_api_meeting_a_readers_message_discards_it_for_every_later_consume
     let server = &mut pair.server.conn;
     builder.append(b"rest", server.mask_keys());
     server
-        .send_built_fragment(DataKind::Binary, true, &mut builder)
+        .send_built_fragment(DataKind::Binary, true, false, &mut builder)
         .unwrap();
     server
         .send_message(Message::binary(&b"second"[..]))

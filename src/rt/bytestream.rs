@@ -13,6 +13,7 @@ use super::split::Shared;
 use super::stream::{ReadScope, ReadState, WriteScope, WriteState};
 use crate::proto::close::{CloseCode, CloseFrame};
 use crate::proto::decoder::DataKind;
+use crate::proto::deflate::Compress;
 
 /// A WebSocket connection as a byte stream, for running another protocol over it (TLS, HTTP,
 /// a length-delimited codec, a multiplexer, a TCP tunnel).
@@ -46,17 +47,28 @@ pub struct ByteStream<S> {
     write: WriteState,
 }
 
-fn byte_writer(fragment_size: usize) -> WriteState {
-    WriteState::new(DataKind::Binary, WriteScope::Connection, fragment_size)
-}
-
 impl<S> ByteStream<S> {
-    /// Turns a connection into a byte stream.
+    /// Turns a connection into a byte stream. When permessage-deflate was agreed, its messages
+    /// are compressed (see [`with_compress`](Self::with_compress)).
     pub fn new(ws: WebSocket<S>) -> Self {
+        Self::with_compress(ws, Compress::Auto)
+    }
+
+    /// Turns a connection into a byte stream whose messages are compressed or not as
+    /// `compress` says, when permessage-deflate was agreed: [`Compress::Never`] for data that
+    /// is compressed already (video, archives), where deflate only costs CPU. A compressed
+    /// stream's messages each carry at most `Config::stream_fragment_size` bytes once
+    /// inflated; incoming messages are inflated as they arrive either way.
+    pub fn with_compress(ws: WebSocket<S>, compress: Compress) -> Self {
         let mut driver = ws.driver;
         // A message a reader let go of before its end is not part of the byte stream.
         driver.conn_mut().abandon_stream();
-        let write = byte_writer(driver.config().get_stream_fragment_size());
+        let write = WriteState::new(
+            DataKind::Binary,
+            WriteScope::Connection,
+            driver.config().get_stream_fragment_size(),
+            driver.conn().compresses_stream(compress),
+        );
         ByteStream {
             driver,
             read: ReadState::default(),

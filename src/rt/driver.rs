@@ -107,7 +107,15 @@ impl<S> Driver<S> {
         negotiated: Negotiated,
     ) -> Self {
         let read_size = config.get_read_buffer_size();
-        let mut conn = Connection::new(role, config.proto());
+        let mut proto = config.proto();
+        proto.deflate = negotiated.permessage_deflate().map(|agreed| {
+            config
+                .get_compression()
+                .copied()
+                .unwrap_or_default()
+                .settings(role, &agreed)
+        });
+        let mut conn = Connection::new(role, proto);
         // Bytes read past the opening handshake are frames: count them as received.
         conn.record_wire(read_buf.len(), 0);
         let (wakers, io_waker) = TaskWakers::new();
@@ -507,7 +515,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         loop {
             let queued = self.conn.transmit().end_position();
             if !self.read_buf.is_empty() {
-                self.conn.read_ahead(&mut self.read_buf);
+                let max_unread = self.config.get_read_ahead_size();
+                self.conn.read_ahead(&mut self.read_buf, max_unread);
             }
             if self.conn.transmit().end_position() != queued && !self.write_failed {
                 // Replies to what was read (pongs, the close echo) leave now; data the sender

@@ -18,6 +18,7 @@ use super::driver::Driver;
 use crate::error::{Error, Result};
 use crate::proto::close::{CloseCode, CloseFrame};
 use crate::proto::connection::SendError;
+use crate::proto::deflate::Compress;
 use crate::proto::message::Message;
 use crate::proto::{Consumer, Received};
 
@@ -63,12 +64,13 @@ pub(crate) fn application_close(code: CloseCode, reason: &str) -> Result<CloseFr
 }
 
 impl<S> Driver<S> {
-    /// Queues a message (a `Close` starts the closing handshake).
+    /// Queues a message (a `Close` starts the closing handshake), compressed as `compress`
+    /// says when permessage-deflate was agreed.
     #[inline]
-    pub(crate) fn queue(&mut self, message: Message) -> Result<()> {
+    pub(crate) fn queue(&mut self, message: Message, compress: Compress) -> Result<()> {
         let queued = match message {
             Message::Close(frame) => return self.start_close(frame),
-            other => self.conn_mut().send_message(other),
+            other => self.conn_mut().send_message_with(other, compress),
         };
         queued.map_err(|e| self.refusal(e))
     }
@@ -88,13 +90,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         &mut self,
         cx: &mut Context<'_>,
         slot: &mut Option<Message>,
+        compress: Compress,
     ) -> Poll<Result<()>> {
         self.sending(cx, |driver, cx| {
             if slot.is_some() {
                 // Take the message only once there is room: on `Pending` it stays in the slot.
                 ready!(driver.poll_ready_io(cx))?;
                 if let Some(message) = slot.take() {
-                    driver.queue(message)?;
+                    driver.queue(message, compress)?;
                 }
             }
             driver.poll_flush_io(cx)

@@ -204,7 +204,10 @@ where
     if Instant::now() >= deadline {
         return Err(handshake_timeout());
     }
-    let (response, negotiated) = match accept.response(&request) {
+    let deflate = config
+        .get_compression()
+        .map(|compression| compression.params(Role::Server));
+    let (response, negotiated) = match accept.response(&request, deflate.as_ref()) {
         Ok(accepted) => accepted,
         Err(e) => {
             let reject = Reject::new(StatusCode::INTERNAL_SERVER_ERROR);

@@ -13,9 +13,10 @@ use super::driver::Driver;
 use super::facade::{application_close, PingSend, Pong};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::handshake::Negotiated;
+use crate::handshake::{DeflateParams, Negotiated};
 use crate::proto::close::{CloseCode, CloseFrame};
 use crate::proto::connection::{ReadyState, Stats};
+use crate::proto::deflate::Compress;
 use crate::proto::message::{Message, Utf8Bytes};
 use crate::proto::{Consumer, Received, Role};
 
@@ -126,9 +127,15 @@ impl<S> WebSocket<S> {
     }
 
     /// The extensions the opening handshake agreed on (`Sec-WebSocket-Extensions`), as the
-    /// header's value; empty when none were (wsio does not negotiate any yet).
+    /// header's value; empty when none were.
     pub fn extensions(&self) -> &str {
         self.driver.negotiated().extensions()
+    }
+
+    /// The permessage-deflate parameters the opening handshake agreed on, if it agreed on
+    /// compression (window sizes and context takeover, as on the wire).
+    pub fn permessage_deflate(&self) -> Option<DeflateParams> {
+        self.driver.negotiated().permessage_deflate()
     }
 
     /// Everything the opening handshake agreed on: subprotocol and extensions.
@@ -187,8 +194,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// the message is not sent. Once queued it is sent whole by the next call that writes
     /// (`send`, `flush`, `recv`, `close`): a message is never sent in part.
     pub async fn send(&mut self, message: Message) -> Result<()> {
+        self.send_with(message, Compress::Auto).await
+    }
+
+    /// Sends a message as [`send`](Self::send) does, compressed or not as `compress` says when
+    /// permessage-deflate was agreed: [`Compress::Never`] for a payload that is compressed
+    /// already, [`Compress::Always`] to compress one below the threshold. Control frames are
+    /// never compressed.
+    ///
+    /// # Cancel safety
+    /// As [`send`](Self::send).
+    pub async fn send_with(&mut self, message: Message, compress: Compress) -> Result<()> {
         let mut slot = Some(message);
-        poll_fn(|cx| self.driver.poll_send(cx, &mut slot)).await
+        poll_fn(|cx| self.driver.poll_send(cx, &mut slot, compress)).await
     }
 
     /// Sends a ping and returns a [`Pong`]: a future of the round-trip time, resolved when the
@@ -288,7 +306,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
-        self.get_mut().driver.queue(item)
+        self.get_mut().driver.queue(item, Compress::Auto)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {

@@ -23,6 +23,7 @@ use super::socket::{poll_message, WebSocket};
 use crate::error::{Error, Result};
 use crate::proto::close::CloseCode;
 use crate::proto::connection::ReadyState;
+use crate::proto::deflate::Compress;
 use crate::proto::message::{Message, Utf8Bytes};
 
 #[derive(Debug)]
@@ -175,10 +176,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WriteHalf<S> {
     /// # Cancel safety
     /// As [`WebSocket::send`]: a message is queued whole or not at all.
     pub async fn send(&mut self, message: Message) -> Result<()> {
+        self.send_with(message, Compress::Auto).await
+    }
+
+    /// Sends a message, compressed or not as `compress` says; see [`WebSocket::send_with`].
+    ///
+    /// # Cancel safety
+    /// As [`WebSocket::send`].
+    pub async fn send_with(&mut self, message: Message, compress: Compress) -> Result<()> {
         let mut slot = Some(message);
         poll_fn(|cx| {
             self.shared
-                .poll_with(cx, |d, cx| d.poll_send(cx, &mut slot))
+                .poll_with(cx, |d, cx| d.poll_send(cx, &mut slot, compress))
         })
         .await
     }
@@ -234,7 +243,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WriteHalf<S> {
     }
 
     fn start_send(self: std::pin::Pin<&mut Self>, item: Message) -> Result<()> {
-        self.shared.lock().queue(item)
+        self.shared.lock().queue(item, Compress::Auto)
     }
 
     fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {

@@ -199,6 +199,12 @@ pub(crate) struct WriteState {
     kind: DataKind,
     scope: WriteScope,
     builder: FragmentBuilder,
+    /// The bytes are compressed (permessage-deflate) as they are written.
+    compressed: bool,
+    /// Bytes taken into the compressor since the frame being built began: the compressor may
+    /// hold them all before any output reaches the builder. A byte stream's messages hold at
+    /// most a fragment's worth of them, so the peer never inflates more than that at once.
+    taken_in_frame: usize,
     utf8: Option<Utf8Validator>,
     /// The final frame was queued; nothing more may be written.
     pub(crate) finished: bool,
@@ -207,20 +213,43 @@ pub(crate) struct WriteState {
 }
 
 impl WriteState {
-    pub(crate) fn new(kind: DataKind, scope: WriteScope, fragment_size: usize) -> Self {
+    /// A writer of `kind` bytes in `scope`, compressing them when `compressed` (see
+    /// `Connection::compresses_stream`).
+    pub(crate) fn new(
+        kind: DataKind,
+        scope: WriteScope,
+        fragment_size: usize,
+        compressed: bool,
+    ) -> Self {
         WriteState {
             kind,
             scope,
             builder: FragmentBuilder::new(fragment_size),
+            compressed,
+            taken_in_frame: 0,
             utf8: (kind == DataKind::Text).then(Utf8Validator::new),
             finished: false,
             since_read_ahead: 0,
         }
     }
 
-    /// Bytes accepted but not yet framed.
+    /// Bytes held for the frame being built (compressed bytes, for a compressed message: what
+    /// the compressor keeps of the input is its bounded window, not a backlog).
     pub(crate) fn pending(&self) -> usize {
         self.builder.len()
+    }
+
+    /// Whether the frame being built has anything in it, or the compressor something for it.
+    pub(crate) fn has_unframed(&self) -> bool {
+        !self.builder.is_empty() || self.taken_in_frame > 0
+    }
+
+    /// Whether the frame being built must be cut before more is taken.
+    fn frame_full(&self) -> bool {
+        self.builder.is_full()
+            || (self.compressed
+                && self.scope == WriteScope::Connection
+                && self.taken_in_frame >= self.builder.capacity())
     }
 
     fn frame_fin(&self) -> bool {
@@ -234,9 +263,10 @@ impl WriteState {
 
     /// Queues what the builder holds as the next frame of the message.
     fn send<S>(&mut self, driver: &mut Driver<S>, fin: bool) -> Result<(), Error> {
+        self.taken_in_frame = 0;
         driver
             .conn_mut()
-            .send_built_fragment(self.kind, fin, &mut self.builder)
+            .send_built_fragment(self.kind, fin, self.compressed, &mut self.builder)
             .map_err(|e| driver.refusal(e))
     }
 
@@ -261,7 +291,8 @@ impl WriteState {
             && self.builder.is_empty()
             && !driver.conn().wants_write()
             && data.len() >= DIRECT_WRITE_MIN
-            && self.utf8.is_none();
+            && self.utf8.is_none()
+            && !self.compressed;
         let written = if direct {
             let len = data.len().min(self.builder.capacity());
             ready!(driver.poll_write_direct(cx, self.kind, self.frame_fin(), &data[..len]))?
@@ -286,9 +317,16 @@ impl WriteState {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
+        let data = match (self.compressed, self.scope) {
+            (true, WriteScope::Connection) => {
+                let room = self.builder.capacity().saturating_sub(self.taken_in_frame);
+                &data[..data.len().min(room)]
+            }
+            _ => data,
+        };
         if let Some(utf8) = &mut self.utf8 {
             // Check before taking: a refused write must leave nothing behind to be sent.
-            let take = data.len().min(self.builder.capacity() - self.builder.len());
+            let take = data.len().min(self.builder.room());
             let mut checked = utf8.clone();
             if checked.feed(&data[..take]).is_err() {
                 return Poll::Ready(Err(io::Error::new(
@@ -298,8 +336,17 @@ impl WriteState {
             }
             *utf8 = checked;
         }
-        let n = self.builder.append(data, driver.conn_mut().mask_keys());
-        if self.builder.is_full() {
+        let n = match driver
+            .conn_mut()
+            .append_fragment(&mut self.builder, data, self.compressed)
+        {
+            Ok(n) => n,
+            Err(e) => return Poll::Ready(Err(driver.refusal(e).into())),
+        };
+        if self.compressed {
+            self.taken_in_frame += n;
+        }
+        if self.frame_full() {
             self.cut(driver)?;
             // Start writing now; what does not fit waits for the next call's backpressure.
             if let Poll::Ready(Err(e)) = driver.poll_flush(cx) {
@@ -315,9 +362,16 @@ impl WriteState {
         driver: &mut Driver<S>,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
-        if !self.builder.is_empty() {
+        if self.compressed && self.scope == WriteScope::Message && self.has_unframed() {
+            // What the compressor holds goes into the frame, so the peer can inflate it all.
+            if let Err(e) = driver.conn_mut().flush_fragment(&mut self.builder, true) {
+                return Poll::Ready(Err(driver.refusal(e).into()));
+            }
+        }
+        if self.has_unframed() {
             // A flush must not cut a code point in two: text frames end on a boundary.
-            if self.utf8.as_ref().is_none_or(Utf8Validator::is_complete) {
+            // (Compressed frames carry DEFLATE output, not text.)
+            if self.compressed || self.utf8.as_ref().is_none_or(Utf8Validator::is_complete) {
                 self.cut(driver)?;
             }
         }
@@ -351,7 +405,7 @@ impl WriteState {
         self.finished = true;
         match self.scope {
             WriteScope::Message => self.send(driver, true)?,
-            WriteScope::Connection if !self.builder.is_empty() => self.cut(driver)?,
+            WriteScope::Connection if self.has_unframed() => self.cut(driver)?,
             WriteScope::Connection => {}
         }
         Ok(())

@@ -6,10 +6,12 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::driver::Driver;
 use super::socket::WebSocket;
 use super::split::WriteHalf;
 use super::stream::{Target, WriteScope, WriteState};
 use crate::proto::decoder::DataKind;
+use crate::proto::deflate::Compress;
 
 /// One outgoing message written as a byte stream: `AsyncWrite`.
 ///
@@ -40,15 +42,31 @@ pub struct MessageWriter<'a, S> {
     state: WriteState,
 }
 
+/// The writer state for a message of `kind` on `driver`'s connection.
+fn message_writer<S>(driver: &Driver<S>, kind: DataKind, compress: Compress) -> WriteState {
+    WriteState::new(
+        kind,
+        WriteScope::Message,
+        driver.config().get_stream_fragment_size(),
+        driver.conn().compresses_stream(compress),
+    )
+}
+
 impl<S> WebSocket<S> {
     /// Starts an outgoing message of `kind` written as a byte stream. Nothing is sent until
-    /// bytes are written, flushed or the writer is shut down.
+    /// bytes are written, flushed or the writer is shut down. When permessage-deflate was
+    /// agreed, the message is compressed as it is written (see
+    /// [`send_stream_with`](Self::send_stream_with)).
     pub fn send_stream(&mut self, kind: DataKind) -> MessageWriter<'_, S> {
-        let state = WriteState::new(
-            kind,
-            WriteScope::Message,
-            self.driver.config().get_stream_fragment_size(),
-        );
+        self.send_stream_with(kind, Compress::Auto)
+    }
+
+    /// Starts an outgoing message of `kind`, compressed or not as `compress` says, when
+    /// permessage-deflate was agreed: [`Compress::Never`] for data that is compressed already.
+    /// A compressed message is compressed as it is written: each frame is a piece of one
+    /// DEFLATE stream, and a flush makes everything written so far inflatable by the peer.
+    pub fn send_stream_with(&mut self, kind: DataKind, compress: Compress) -> MessageWriter<'_, S> {
+        let state = message_writer(&self.driver, kind, compress);
         MessageWriter {
             target: Target::Socket(&mut self.driver),
             state,
@@ -59,10 +77,15 @@ impl<S> WebSocket<S> {
 impl<S> WriteHalf<S> {
     /// Starts an outgoing message of `kind`; see [`WebSocket::send_stream`].
     pub fn send_stream(&mut self, kind: DataKind) -> MessageWriter<'_, S> {
-        let fragment_size = self.shared.lock().config().get_stream_fragment_size();
+        self.send_stream_with(kind, Compress::Auto)
+    }
+
+    /// Starts an outgoing message of `kind`; see [`WebSocket::send_stream_with`].
+    pub fn send_stream_with(&mut self, kind: DataKind, compress: Compress) -> MessageWriter<'_, S> {
+        let state = message_writer(&self.shared.lock(), kind, compress);
         MessageWriter {
             target: Target::Half(&self.shared),
-            state: WriteState::new(kind, WriteScope::Message, fragment_size),
+            state,
         }
     }
 }
@@ -111,7 +134,7 @@ impl<S> Drop for MessageWriter<'_, S> {
         }
         let state = &mut self.state;
         self.target.with(|driver| {
-            if state.pending() > 0 || driver.conn().sending_message() {
+            if state.has_unframed() || driver.conn().sending_message() {
                 // The connection may be closed already; then there is nothing left to end.
                 let _ = state.queue_final(driver);
             }
