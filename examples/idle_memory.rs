@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example idle_memory                 # every library, 10,000 connections
+//! cargo run --release --example idle_memory -- wsio-deflate  # compression negotiated
 //! cargo run --release --example idle_memory -- wsio 20000   # one library, another count
 //! ```
 //!
@@ -15,6 +16,12 @@
 //! again once all are up and idle; the difference over the number of connections added is the
 //! figure. It is user-space memory only: the kernel's socket buffers are not in RSS. With
 //! `all`, each library runs in a fresh server process, so none inherits another's heap.
+//!
+//! `wsio-talked` exchanges one message each way before it idles; `wsio-deflate` and
+//! `wsio-deflate-nct` negotiate permessage-deflate (with and without context
+//! takeover) and exchange one compressed message each way before they idle, so that both
+//! directions' compression state was made; without context takeover it is freed after each
+//! message.
 //!
 //! The open-file limit is raised to its hard limit inside each process (`setrlimit`); if the
 //! hard limit is below the count plus some slack, run under `ulimit -n 65536` (as root) or ask
@@ -30,8 +37,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const LIBS: [&str; 5] = [
+const LIBS: [&str; 8] = [
     "wsio",
+    "wsio-talked",
+    "wsio-deflate",
+    "wsio-deflate-nct",
     "tungstenite",
     "fastwebsockets",
     "tokio-websockets",
@@ -54,8 +64,8 @@ fn main() {
         let n = args
             .get(2)
             .and_then(|n| n.parse().ok())
-            .expect("--clients ADDR N");
-        return clients(addr, n);
+            .expect("--clients ADDR N LIB");
+        return clients(addr, n, args.get(3).expect("--clients ADDR N LIB"));
     }
     let which = args.first().map(String::as_str).unwrap_or("all");
     let n: usize = args
@@ -73,7 +83,10 @@ fn main() {
                 println!("{}", server(lib, n));
                 return;
             }
-            eprintln!("usage: idle_memory [wsio|tungstenite|fastwebsockets|tokio-websockets|tcp|all] [N] (not {other:?})");
+            eprintln!(
+                "usage: idle_memory [{}|all] [N] (not {other:?})",
+                LIBS.join("|")
+            );
             std::process::exit(2);
         }
     }
@@ -174,7 +187,7 @@ async fn measure(lib: &'static str, n: usize) -> String {
     // The clients, in a child process that reports on stdout and waits for orders on stdin.
     let exe = std::env::current_exe().expect("own path");
     let mut child = Command::new(exe)
-        .args(["--clients", &addr.to_string(), &n.to_string()])
+        .args(["--clients", &addr.to_string(), &n.to_string(), lib])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -233,6 +246,8 @@ fn hold(lib: &str, tcp: TcpStream, upgraded: Arc<AtomicUsize>) {
     }
     match lib {
         "wsio" => spawn(hold_wsio(tcp, upgraded)),
+        "wsio-talked" => spawn(hold_wsio_talked(tcp, upgraded, false)),
+        "wsio-deflate" | "wsio-deflate-nct" => spawn(hold_wsio_talked(tcp, upgraded, true)),
         "tungstenite" => spawn(hold_tungstenite(tcp, upgraded)),
         "fastwebsockets" => spawn(hold_fastwebsockets(tcp, upgraded)),
         "tokio-websockets" => spawn(hold_tokio_websockets(tcp, upgraded)),
@@ -245,7 +260,9 @@ fn hold(lib: &str, tcp: TcpStream, upgraded: Arc<AtomicUsize>) {
 fn connection_size(lib: &str) -> usize {
     use std::mem::size_of;
     match lib {
-        "wsio" => size_of::<wsio::WebSocket<TcpStream>>(),
+        "wsio" | "wsio-talked" | "wsio-deflate" | "wsio-deflate-nct" => {
+            size_of::<wsio::WebSocket<TcpStream>>()
+        }
         "tungstenite" => size_of::<tokio_tungstenite::WebSocketStream<TcpStream>>(),
         "fastwebsockets" => size_of::<fastwebsockets::WebSocket<TcpStream>>(),
         "tokio-websockets" => size_of::<tokio_websockets::WebSocketStream<TcpStream>>(),
@@ -260,6 +277,30 @@ async fn hold_wsio(tcp: TcpStream, upgraded: Arc<AtomicUsize>) {
     let Ok(mut ws) = wsio::accept(tcp).await else {
         return;
     };
+    upgraded.fetch_add(1, Ordering::AcqRel);
+    let _ = ws.recv().await;
+}
+
+/// One message each way, then idle: with permessage-deflate negotiated (the client offers it),
+/// the message is compressed both ways, so that both directions' zlib state was made; what an
+/// idle connection holds after it has talked, with context takeover (kept) or without (freed
+/// after each message). Without it (`wsio-talked`), the same task with plain messages: the
+/// figure to compare with.
+async fn hold_wsio_talked(tcp: TcpStream, upgraded: Arc<AtomicUsize>, deflate: bool) {
+    let Ok(mut ws) = wsio::accept(tcp).await else {
+        return;
+    };
+    assert_eq!(
+        ws.permessage_deflate().is_some(),
+        deflate,
+        "deflate negotiated"
+    );
+    let Some(Ok(message)) = ws.recv().await else {
+        return;
+    };
+    if ws.send_with(message, wsio::Compress::Always).await.is_err() {
+        return;
+    }
     upgraded.fetch_add(1, Ordering::AcqRel);
     let _ = ws.recv().await;
 }
@@ -318,8 +359,25 @@ async fn server_handshake(mut tcp: TcpStream) -> Option<TcpStream> {
 // ---------------------------------------------------------------------------------------------
 // The clients: a child process with blocking sockets, not measured.
 
-fn clients(addr: &str, n: usize) {
+/// "Hello" compressed (RFC 7692 §7.2.3.1), in a masked text frame whose key is zero.
+const COMPRESSED_HELLO: [u8; 13] = [
+    0xc1, 0x87, 0, 0, 0, 0, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00,
+];
+/// "Hello" as it is, likewise.
+const HELLO: [u8; 11] = [0x81, 0x85, 0, 0, 0, 0, b'H', b'e', b'l', b'l', b'o'];
+
+fn clients(addr: &str, n: usize, lib: &str) {
     check_limit(n);
+    let offer = match lib {
+        "wsio-deflate" => {
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        }
+        "wsio-deflate-nct" => {
+            "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+             client_no_context_takeover\r\n"
+        }
+        _ => "",
+    };
     // Stop by ourselves if the parent never says anything more.
     std::thread::spawn(|| {
         std::thread::sleep(TIMEOUT);
@@ -327,7 +385,7 @@ fn clients(addr: &str, n: usize) {
     });
     let request = format!(
         "GET /idle HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
     );
     let mut held = Vec::with_capacity(n);
     let mut stdin = BufReader::new(std::io::stdin());
@@ -353,6 +411,19 @@ fn clients(addr: &str, n: usize) {
             head.push(byte[0]);
         }
         assert!(head.starts_with(b"HTTP/1.1 101"), "upgrade refused");
+        if lib != "wsio" && lib.starts_with("wsio") {
+            let (hello, first) = match offer {
+                "" => (&HELLO[..], 0x81),
+                _ => (&COMPRESSED_HELLO[..], 0xc1),
+            };
+            tcp.write_all(hello).expect("send a message");
+            // The echo: a header of two bytes (a short payload), then the payload.
+            let mut header = [0u8; 2];
+            tcp.read_exact(&mut header).expect("read the echo");
+            assert_eq!(header[0], first, "a text frame, compressed if negotiated");
+            let mut payload = vec![0u8; usize::from(header[1] & 0x7f)];
+            tcp.read_exact(&mut payload).expect("read the echo");
+        }
         held.push(tcp);
     }
     writeln!(stdout, "ready")
