@@ -16,6 +16,7 @@ step "import graph: no cycle between files, proto/ and handshake/ are leaves"
 python3 scripts/check_imports.py
 step "real peers for tests/real_peers.rs (Python websockets, Node ws)"
 bash scripts/install-peers.sh
+bash scripts/install-browser.sh
 step "cargo test"
 cargo test --all-targets
 cargo test --doc

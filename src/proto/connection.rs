@@ -869,6 +869,14 @@ impl Connection {
                     compressor.abandon();
                 }
                 match compressor.compress_message(&payload) {
+                    // Incompressible data (deflate adds a few percent to it): it goes as it
+                    // is, and the window forgets it, since the peer's never held it.
+                    Ok(compressed)
+                        if compress == Compress::Auto && compressed.len() >= payload.len() =>
+                    {
+                        compressor.forget_window();
+                        (0, payload)
+                    }
                     Ok(compressed) => (RSV_COMPRESSED, compressed),
                     Err(_) => {
                         // Never the data's fault; the message still goes, as it is.

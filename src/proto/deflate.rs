@@ -75,10 +75,11 @@ impl Default for DeflateSettings {
 /// Whether to compress one outgoing message, when compression was negotiated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compress {
-    /// Compress whole messages from the configured threshold up, and streamed messages always.
+    /// Compress whole messages from the configured threshold up (sent as they are when
+    /// deflate does not shorten them), and streamed messages always.
     #[default]
     Auto,
-    /// Compress it whatever its size.
+    /// Compress it whatever its size, and send it compressed even if that is longer.
     Always,
     /// Send it uncompressed (already-compressed data: video, archives, images).
     Never,
@@ -160,6 +161,15 @@ impl Compressor {
         self.shown = 0;
         self.open = false;
         self.produced = false;
+    }
+
+    /// Forgets the window (keeping the allocation): the next message refers to nothing sent
+    /// before it. For a message compressed and then sent as it is, which the peer's window
+    /// never saw.
+    pub(crate) fn forget_window(&mut self) {
+        if let Some(stream) = &mut self.stream {
+            stream.reset();
+        }
     }
 
     fn stream(&mut self) -> &mut zlib_rs::Deflate {

@@ -155,6 +155,40 @@ fn read_stream(pair: &mut Pair, role: Role) -> Vec<u8> {
 }
 
 #[test]
+fn an_incompressible_message_goes_as_it_is_and_the_next_one_still_inflates() {
+    let mut pair = Pair::new(compressing());
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let noise: Vec<u8> = (0..50_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let text = json(5_000, 9);
+    for message in [
+        Message::text(text.clone()),
+        Message::binary(noise.clone()),
+        Message::text(text.clone()),
+    ] {
+        pair.client.conn.send_message(message).unwrap();
+    }
+    assert_eq!(
+        first_frames_rsv1(&mut pair, Role::Client),
+        [true, false, true]
+    );
+    assert_eq!(
+        messages(pair.receive(Role::Server, Consumer::Messages)),
+        [
+            Message::text(text.clone()),
+            Message::binary(noise),
+            Message::text(text)
+        ]
+    );
+}
+
+#[test]
 fn a_streamed_message_compresses_as_written_and_inflates_in_bounded_pieces() {
     for (role, frame, flush_every) in [
         (Role::Client, 4096, 0),
