@@ -21,6 +21,7 @@ use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use wsio::proto::connection::{Connection, ProtoConfig};
 use wsio::proto::decoder::DataKind;
+use wsio::proto::deflate::DeflateSettings;
 use wsio::proto::fragment::FragmentBuilder;
 use wsio::proto::keys::MaskKeys;
 use wsio::proto::message::Message;
@@ -85,8 +86,16 @@ struct Run {
     failure_seen: bool,
 }
 
-fn config() -> ProtoConfig {
+/// permessage-deflate as both ends would have agreed it, compressing every whole message.
+fn deflate() -> DeflateSettings {
+    let mut settings = DeflateSettings::default();
+    settings.threshold = 0;
+    settings
+}
+
+fn config(deflate_on: bool) -> ProtoConfig {
     let mut config = ProtoConfig::default();
+    config.deflate = deflate_on.then(deflate);
     config.max_frame_size = MAX_FRAME;
     config.max_message_size = MAX_MESSAGE;
     config.max_stream_message_size = Some(8 * MAX_MESSAGE);
@@ -98,16 +107,24 @@ fn config() -> ProtoConfig {
 }
 
 impl Run {
-    fn new(lib_role: Role) -> Self {
+    fn new(lib_role: Role, deflate_on: bool) -> Self {
         let peer_role = match lib_role {
             Role::Client => Role::Server,
             Role::Server => Role::Client,
         };
         Run {
-            lib: Connection::with_keys(lib_role, config(), MaskKeys::seeded(lib_role, [1; 32])),
+            lib: Connection::with_keys(
+                lib_role,
+                config(deflate_on),
+                MaskKeys::seeded(lib_role, [1; 32]),
+            ),
             peer: Connection::with_keys(
                 peer_role,
-                ProtoConfig::default(),
+                {
+                    let mut peer = ProtoConfig::default();
+                    peer.deflate = deflate_on.then(deflate);
+                    peer
+                },
                 MaskKeys::seeded(peer_role, [2; 32]),
             ),
             wire: BytesMut::new(),
@@ -342,15 +359,20 @@ fn drain(conn: &mut Connection, into: &mut BytesMut) {
 #[derive(Arbitrary, Debug)]
 struct Script {
     server: bool,
+    /// Both ends agreed on permessage-deflate: the peer's whole messages go compressed.
+    deflate: bool,
     ops: Vec<Op>,
 }
 
 fuzz_target!(|script: Script| {
-    let mut run = Run::new(if script.server {
-        Role::Server
-    } else {
-        Role::Client
-    });
+    let mut run = Run::new(
+        if script.server {
+            Role::Server
+        } else {
+            Role::Client
+        },
+        script.deflate,
+    );
     for op in script.ops.into_iter().take(256) {
         run.apply(op);
     }
