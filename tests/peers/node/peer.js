@@ -1,18 +1,34 @@
 'use strict';
-// The Node `ws` peer of tests/real_peers.rs.
+// The Node `ws` peer of tests/real_peers.rs and tests/compression_peers.rs.
 //
 //   node peer.js server --expect BYTES [--port 0] [--report-as text|binary]
-//                       [--heartbeat-ms 1000] [--timeout 60]
+//                       [--heartbeat-ms 1000] [--deflate] [--timeout 60]
 //     Serves one connection on 127.0.0.1 (prints "listening PORT" first). Counts and
 //     SHA-256-hashes every binary message it receives. Once at least BYTES have arrived it
 //     sends "bytes=N sha256=HEX\n" (as a text or binary message), then waits for the connection
 //     to close. Heartbeat as the ws README shows it: every --heartbeat-ms, a client that did
 //     not answer the previous ping is terminate()d; otherwise it is pinged again.
 //
-//   node peer.js upload --url URL --size BYTES [--digest-as text|binary] [--timeout 120]
+//   node peer.js upload --url URL --size BYTES [--digest-as text|binary] [--deflate]
+//                       [--timeout 120]
 //     Connects, sends BYTES of a deterministic pattern with one ws.send(buffer) (one frame),
 //     then the hex SHA-256 of those bytes as a text (or binary) message, and waits for the
 //     server to close.
+//
+//   node peer.js echo-server [--port 0] [--deflate] [--timeout 60]
+//   node peer.js echo-client --url URL [--deflate] [--timeout 60]
+//     Serves one connection on 127.0.0.1 (prints "listening PORT" first), or connects to URL.
+//     Prints "extensions VALUE", the Sec-WebSocket-Extensions header of the handshake
+//     response ("extensions none" without one). Then sends every message back as it came
+//     (same type, same bytes), except two commands, text messages of their own:
+//       "wsio-peer: digest"  the next message is hashed and answered with the text message
+//                            "bytes=N sha256=HEX";
+//       "wsio-peer: send N"  sends N bytes of JSON lines (compressible) as one binary
+//                            message, then "bytes=N sha256=HEX" of them as text.
+//     Exits 0 when the other side closes with 1000.
+//
+// --deflate turns permessage-deflate on, compressing every message (`perMessageDeflate:
+// { threshold: 0 }`, ws's defaults otherwise); without it compression is off.
 //
 // Every step is printed on stdout, one line each. Exits 0 when the run went as described,
 // 1 otherwise, 2 on --timeout.
@@ -24,6 +40,10 @@ const START = process.hrtime.bigint();
 // The repeating block of the upload pattern: a prime length, so it lines up with no
 // power-of-two buffer or frame size and a misplaced chunk changes the digest.
 const BLOCK = 1000003;
+// The prefix of the commands of the echo modes.
+const COMMAND = 'wsio-peer: ';
+// The options that take no value.
+const FLAGS = new Set(['deflate']);
 
 function log(...parts) {
   const s = Number(process.hrtime.bigint() - START) / 1e9;
@@ -38,14 +58,21 @@ function parseArgs(argv) {
   const [cmd, ...rest] = argv;
   const opts = {};
   for (let i = 0; i < rest.length; i += 2) {
-    if (!rest[i].startsWith('--') || i + 1 >= rest.length) usage(`bad argument ${rest[i]}`);
-    opts[rest[i].slice(2)] = rest[i + 1];
+    if (!rest[i].startsWith('--')) usage(`bad argument ${rest[i]}`);
+    const name = rest[i].slice(2);
+    if (FLAGS.has(name)) {
+      opts[name] = true;
+      i -= 1;
+      continue;
+    }
+    if (i + 1 >= rest.length) usage(`bad argument ${rest[i]}`);
+    opts[name] = rest[i + 1];
   }
   return { cmd, opts };
 }
 
 function usage(why) {
-  console.error(`peer.js: ${why}\nusage: peer.js server --expect BYTES [...] | upload --url URL --size BYTES [...]`);
+  console.error(`peer.js: ${why}\nusage: peer.js server --expect BYTES [...] | upload --url URL --size BYTES [...] | echo-server [...] | echo-client --url URL [...]`);
   process.exit(64);
 }
 
@@ -69,6 +96,111 @@ function pattern(size) {
   return Buffer.allocUnsafe(size).fill(block);
 }
 
+// The perMessageDeflate option of a server or client: off, or on for every message.
+function deflate(opts) {
+  return opts.deflate ? { threshold: 0 } : false;
+}
+
+// `size` bytes of JSON lines, a block of a prime length repeated.
+function jsonLines(size) {
+  const lines = [];
+  for (let i = 0; i < BLOCK / 40; i++) {
+    lines.push(`{"seq":${i},"user":"peer-${i % 97}","score":${(i * 7919) % 100003},"tags":["alpha","beta"],"ok":true}\n`);
+  }
+  const block = Buffer.from(lines.join('')).subarray(0, BLOCK);
+  return Buffer.allocUnsafe(size).fill(block);
+}
+
+function report(total, hash) {
+  return `bytes=${total} sha256=${hash.digest('hex')}`;
+}
+
+// Echoes messages and answers the commands; calls done(ok) when the connection has closed,
+// ok when the other side closed with 1000.
+function echo(ws, extensions, done) {
+  console.log(`extensions ${extensions || 'none'}`);
+  let echoed = 0;
+  let hashNext = false;
+  ws.on('message', (data, isBinary) => {
+    if (hashNext) {
+      hashNext = false;
+      const hash = crypto.createHash('sha256').update(data);
+      const line = report(data.length, hash);
+      log(`hashed a message: ${line}`);
+      ws.send(line);
+      return;
+    }
+    const text = isBinary ? null : data.toString();
+    if (text !== null && text.startsWith(COMMAND)) {
+      const command = text.slice(COMMAND.length);
+      log(`command ${JSON.stringify(command)}`);
+      if (command === 'digest') {
+        hashNext = true;
+      } else if (command.startsWith('send ')) {
+        let t = process.hrtime.bigint();
+        const secs = () => (Number(process.hrtime.bigint() - t) / 1e9).toFixed(2);
+        const size = Number(command.slice('send '.length));
+        const payload = jsonLines(size);
+        const line = report(size, crypto.createHash('sha256').update(payload));
+        log(`generated ${size} bytes in ${secs()}s`);
+        t = process.hrtime.bigint();
+        ws.send(payload, { binary: true }, (err) => {
+          if (err) log(`sending them failed: ${err.message}`);
+          else log(`sent them as one message in ${secs()}s`);
+        });
+        ws.send(line);
+      } else {
+        log('unknown command');
+        ws.close(1003, 'unknown command');
+      }
+      return;
+    }
+    ws.send(data, { binary: isBinary });
+    echoed += 1;
+    log(`echoed message ${echoed}: ${isBinary ? 'binary' : 'text'}, ${data.length} bytes`);
+  });
+  ws.on('error', (e) => log('error:', e.message));
+  ws.on('close', (code, reason) => {
+    log(`connection closed: code=${code} reason=${JSON.stringify(reason.toString())}`);
+    done(code === 1000);
+  });
+}
+
+function echoServer(opts) {
+  const wss = new WebSocketServer({
+    host: '127.0.0.1',
+    port: Number(opts.port || 0),
+    perMessageDeflate: deflate(opts),
+    maxPayload: 0, // no limit
+  });
+  let extensions = null;
+  wss.on('headers', (headers) => {
+    const line = headers.find((h) => h.toLowerCase().startsWith('sec-websocket-extensions:'));
+    extensions = line ? line.slice(line.indexOf(':') + 1).trim() : null;
+  });
+  wss.on('listening', () => console.log(`listening ${wss.address().port}`));
+  wss.on('connection', (ws, req) => {
+    log('connected from', `${req.socket.remoteAddress}:${req.socket.remotePort}`);
+    echo(ws, extensions, (ok) => wss.close(() => finish(ok ? 0 : 1)));
+  });
+}
+
+function echoClient(opts) {
+  if (!opts.url) usage('--url URL is required');
+  const ws = new WebSocket(opts.url, { perMessageDeflate: deflate(opts), maxPayload: 0 });
+  let extensions = null;
+  ws.on('upgrade', (res) => {
+    extensions = res.headers['sec-websocket-extensions'] || null;
+  });
+  ws.on('open', () => {
+    log('connected');
+    echo(ws, extensions, (ok) => finish(ok ? 0 : 1));
+  });
+  ws.on('error', (e) => {
+    if (ws.readyState !== WebSocket.OPEN) log('error:', e.message);
+  });
+}
+
 function server(opts) {
   const expect = Number(opts.expect);
   if (!Number.isSafeInteger(expect)) usage('--expect BYTES is required');
@@ -78,7 +210,7 @@ function server(opts) {
   const wss = new WebSocketServer({
     host: '127.0.0.1',
     port: Number(opts.port || 0),
-    perMessageDeflate: false,
+    perMessageDeflate: deflate(opts),
     maxPayload: 0, // no limit
   });
   let ok = false;
@@ -148,7 +280,7 @@ function upload(opts) {
   const hex = crypto.createHash('sha256').update(data).digest('hex');
   log(`generated ${size} bytes in ${secs()}s, sha256=${hex}`);
 
-  const ws = new WebSocket(opts.url, { perMessageDeflate: false, maxPayload: 0 });
+  const ws = new WebSocket(opts.url, { perMessageDeflate: deflate(opts), maxPayload: 0 });
   let closeCode = null;
   ws.on('open', () => {
     log('connected');
@@ -172,11 +304,13 @@ function upload(opts) {
 }
 
 const { cmd, opts } = parseArgs(process.argv.slice(2));
-const timeout = Number(opts.timeout || (cmd === 'server' ? 60 : 120));
+const timeout = Number(opts.timeout || (cmd === 'upload' ? 120 : 60));
 setTimeout(() => {
   log(`gave up after --timeout ${timeout}s`);
   finish(2);
 }, timeout * 1000).unref();
 if (cmd === 'server') server(opts);
 else if (cmd === 'upload') upload(opts);
+else if (cmd === 'echo-server') echoServer(opts);
+else if (cmd === 'echo-client') echoClient(opts);
 else usage(`unknown command ${cmd}`);

@@ -1,7 +1,7 @@
-r"""The Python `websockets` peer of tests/real_peers.rs.
+r"""The Python `websockets` peer of tests/real_peers.rs and tests/compression_peers.rs.
 
     peer.py server --expect BYTES [--port 0] [--report-as text|binary]
-                   [--ping-interval 1] [--ping-timeout 1] [--timeout 60]
+                   [--ping-interval 1] [--ping-timeout 1] [--deflate] [--timeout 60]
         Serves one connection on 127.0.0.1 (prints "listening PORT" first). Counts and
         SHA-256-hashes every binary byte it receives, frame by frame (nothing is assembled).
         Once at least BYTES have arrived and the message in progress has ended, it sends
@@ -9,7 +9,8 @@ r"""The Python `websockets` peer of tests/real_peers.rs.
         connection closes. Keepalive as websockets does it: a ping every --ping-interval
         seconds, the connection failed (1011) when the pong takes longer than --ping-timeout.
 
-    peer.py upload --url URL --size BYTES [--digest-as text|binary] [--timeout 120]
+    peer.py upload --url URL --size BYTES [--digest-as text|binary] [--deflate]
+                   [--timeout 120]
         Connects, sends BYTES of a deterministic pattern with one `await ws.send(data)` (one
         frame), then the hex SHA-256 of those bytes as a text (or binary) message, and reads
         until the server closes.
@@ -20,6 +21,23 @@ r"""The Python `websockets` peer of tests/real_peers.rs.
         every upgrade whose `Authorization` is not "Bearer TOKEN" (printing "refused ..."), and
         lets the others through ("accepted"). Echoes every message of an accepted connection
         and exits 0 when it closes with 1000.
+
+    peer.py echo-server [--port 0] [--deflate] [--timeout 60]
+    peer.py echo-client --url URL [--deflate] [--timeout 60]
+        Serves one connection on 127.0.0.1 (prints "listening PORT" first), or connects to
+        URL. Prints "extensions VALUE", the Sec-WebSocket-Extensions header of the handshake
+        response ("extensions none" without one). Then sends every message back as it came
+        (same type, same bytes), except two commands, text messages of their own:
+          "wsio-peer: digest"  the next message is hashed as it arrives, frame by frame
+                               (nothing is assembled) and answered with the text message
+                               "bytes=N sha256=HEX";
+          "wsio-peer: send N"  sends N bytes of JSON lines (compressible) as one binary
+                               message, then "bytes=N sha256=HEX" of them as text.
+        Exits 0 when the other side closes with 1000.
+
+--deflate turns permessage-deflate on, with websockets' default settings (`compression=
+"deflate"`: a server asks for 12-bit windows both ways, memory level 5); without it, and in
+every mode but auth-server, compression is off.
 
 Every step is printed on stdout, one line each. Exits 0 when the run went as described, 1
 otherwise, 2 on --timeout.
@@ -43,6 +61,8 @@ START = time.monotonic()
 # The repeating block of the upload pattern: a prime length, so it lines up with no
 # power-of-two buffer or frame size and a misplaced chunk changes the digest.
 BLOCK = 1_000_003
+# The prefix of the commands of the echo modes.
+COMMAND = "wsio-peer: "
 
 
 def log(*parts):
@@ -92,6 +112,102 @@ def pattern(size, seed=0x5EED):
     return data
 
 
+def compression(args):
+    return "deflate" if args.deflate else None
+
+
+def json_lines(size):
+    """`size` bytes of JSON lines, a block of a prime length repeated."""
+    lines = b"".join(
+        b'{"seq":%d,"user":"peer-%d","score":%d,"tags":["alpha","beta"],"ok":true}\n'
+        % (i, i % 97, (i * 7919) % 100_003)
+        for i in range(BLOCK // 40)
+    )
+    block = lines[:BLOCK]
+    return (block * (size // BLOCK + 1))[:size]
+
+
+def extensions_line(ws):
+    value = ws.response.headers.get("Sec-WebSocket-Extensions")
+    print(f"extensions {value or 'none'}", flush=True)
+
+
+def report_of(total, digest):
+    return f"bytes={total} sha256={digest.hexdigest()}"
+
+
+async def echo(ws):
+    """Echoes messages and answers the commands until the connection closes; True when the
+    other side closed with 1000."""
+    extensions_line(ws)
+    echoed = 0
+    try:
+        while True:
+            message = await ws.recv()
+            if isinstance(message, str) and message.startswith(COMMAND):
+                command = message[len(COMMAND):]
+                log(f"command {command!r}")
+                if command == "digest":
+                    digest = hashlib.sha256()
+                    total = 0
+                    async for fragment in ws.recv_streaming(decode=False):
+                        digest.update(fragment)
+                        total += len(fragment)
+                    log(f"hashed a message: {report_of(total, digest)}")
+                    await ws.send(report_of(total, digest))
+                elif command.startswith("send "):
+                    t = time.monotonic()
+                    size = int(command[len("send "):])
+                    data = json_lines(size)
+                    digest = hashlib.sha256(data)
+                    log(f"generated {size} bytes in {time.monotonic() - t:.2f}s")
+                    t = time.monotonic()
+                    await ws.send(data)
+                    log(f"sent them as one message in {time.monotonic() - t:.2f}s")
+                    del data
+                    await ws.send(report_of(size, digest))
+                else:
+                    log("unknown command")
+                    await ws.close(1003, "unknown command")
+                continue
+            await ws.send(message)
+            echoed += 1
+            if isinstance(message, str):
+                log(f"echoed message {echoed}: text, {len(message.encode())} bytes")
+            else:
+                log(f"echoed message {echoed}: binary, {len(message)} bytes")
+    except ConnectionClosed as e:
+        log(f"connection closed: {describe_close(ws)} ({e})")
+    rcvd = ws.protocol.close_rcvd
+    return rcvd is not None and rcvd.code == 1000
+
+
+async def run_echo_server(args):
+    done = asyncio.get_running_loop().create_future()
+
+    async def handler(ws):
+        log("connected from", ws.remote_address)
+        ok = await echo(ws)
+        if not done.done():
+            done.set_result(ok)
+
+    async with serve(
+        handler, "127.0.0.1", args.port, compression=compression(args), max_size=None
+    ) as server:
+        print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
+        ok = await done
+    log(f"exit ok={ok} peak_rss={peak_rss_mib():.0f} MiB")
+    return 0 if ok else 1
+
+
+async def run_echo_client(args):
+    async with connect(args.url, compression=compression(args), max_size=None) as ws:
+        log("connected")
+        ok = await echo(ws)
+    log(f"exit ok={ok} peak_rss={peak_rss_mib():.0f} MiB")
+    return 0 if ok else 1
+
+
 async def run_server(args):
     done = asyncio.get_running_loop().create_future()
     ok = False
@@ -128,7 +244,7 @@ async def run_server(args):
         handler,
         "127.0.0.1",
         args.port,
-        compression=None,
+        compression=compression(args),
         max_size=None,
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
@@ -148,7 +264,7 @@ async def run_upload(args):
     hexdigest = hashlib.sha256(data).hexdigest()
     log(f"generated {args.size} bytes in {time.monotonic() - t:.2f}s, sha256={hexdigest}")
     ok = False
-    async with connect(args.url, compression=None, max_size=None) as ws:
+    async with connect(args.url, compression=compression(args), max_size=None) as ws:
         log("connected")
         try:
             t = time.monotonic()
@@ -213,18 +329,34 @@ def main():
     s.add_argument("--report-as", choices=["text", "binary"], default="text")
     s.add_argument("--ping-interval", type=float, default=1.0)
     s.add_argument("--ping-timeout", type=float, default=1.0)
+    s.add_argument("--deflate", action="store_true")
     s.add_argument("--timeout", type=float, default=60.0)
     u = sub.add_parser("upload")
     u.add_argument("--url", required=True)
     u.add_argument("--size", type=int, required=True)
     u.add_argument("--digest-as", choices=["text", "binary"], default="text")
+    u.add_argument("--deflate", action="store_true")
     u.add_argument("--timeout", type=float, default=120.0)
     a = sub.add_parser("auth-server")
     a.add_argument("--port", type=int, default=0)
     a.add_argument("--token", required=True)
     a.add_argument("--timeout", type=float, default=60.0)
+    es = sub.add_parser("echo-server")
+    es.add_argument("--port", type=int, default=0)
+    es.add_argument("--deflate", action="store_true")
+    es.add_argument("--timeout", type=float, default=60.0)
+    ec = sub.add_parser("echo-client")
+    ec.add_argument("--url", required=True)
+    ec.add_argument("--deflate", action="store_true")
+    ec.add_argument("--timeout", type=float, default=60.0)
     args = p.parse_args()
-    run = {"server": run_server, "upload": run_upload, "auth-server": run_auth_server}[args.cmd]
+    run = {
+        "server": run_server,
+        "upload": run_upload,
+        "auth-server": run_auth_server,
+        "echo-server": run_echo_server,
+        "echo-client": run_echo_client,
+    }[args.cmd]
     log_protocol_events()
     try:
         return asyncio.run(asyncio.wait_for(run(args), args.timeout))
