@@ -1,6 +1,7 @@
 //! Instructions per message, for `valgrind --tool=callgrind` (`scripts/callgrind.sh` runs it and
 //! prints the table in BENCHMARKS.md): one wsio client and one wsio server in one process,
-//! loopback TCP, current-thread runtime, default Config.
+//! loopback TCP, current-thread runtime, default Config but without permessage-deflate,
+//! which the peers cannot negotiate.
 //!
 //! Usage: callgrind_echo echo SIZE INFLIGHT N      (N echoed binary messages, N a multiple of INFLIGHT)
 //!        callgrind_echo stream MIB                (one MIB MiB stream message client -> server)
@@ -17,8 +18,15 @@ async fn pair() -> (wsio::WebSocket<TcpStream>, wsio::WebSocket<TcpStream>) {
     let (c, s) = (c.unwrap(), s.unwrap().0);
     c.set_nodelay(true).unwrap();
     s.set_nodelay(true).unwrap();
-    let (c, s) = tokio::join!(wsio::connect_on(c, "ws://127.0.0.1/bench"), wsio::accept(s));
-    (c.unwrap().0, s.unwrap())
+    // Without permessage-deflate, as against the peers, which cannot negotiate it.
+    let config = wsio::Config::default().compression(None);
+    let client = wsio::ClientBuilder::new().config(config.clone());
+    let acceptor = wsio::Acceptor::new().config(config);
+    let (c, s) = tokio::join!(
+        client.connect_on(c, "ws://127.0.0.1/bench"),
+        acceptor.accept(s)
+    );
+    (c.unwrap().0, s.unwrap().0)
 }
 
 async fn echo(size: usize, inflight: usize, n: usize) {

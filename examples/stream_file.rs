@@ -178,6 +178,12 @@ async fn main() {
 
 async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (source, keep) = parse_args()?;
+    // permessage-deflate is negotiated by default; random bytes do not compress, so the
+    // generated payload goes uncompressed, and a file of yours is compressed as it streams.
+    let compress = match &source {
+        Source::Generated(_) => wsio::Compress::Never,
+        Source::File(_) => wsio::Compress::Auto,
+    };
     let (reader, total, label): (Box<dyn AsyncRead + Send + Unpin>, u64, String) = match &source {
         Source::File(path) => {
             let file = tokio::fs::File::open(path).await?;
@@ -262,7 +268,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         hasher: Sha256::new(),
         count: sent.clone(),
     };
-    let mut writer = ws.send_stream(wsio::DataKind::Binary);
+    println!(
+        "extensions       {}",
+        match ws.extensions() {
+            "" => "none",
+            agreed => agreed,
+        }
+    );
+    let mut writer = ws.send_stream_with(wsio::DataKind::Binary, compress);
     let copied = tokio::io::copy(&mut source, &mut writer).await?;
     writer.shutdown().await?;
     drop(writer);
@@ -279,7 +292,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 
     let client_hex = hex(&client_digest);
     let server_hex = hex(&server_digest);
-    println!("bytes sent       {copied}");
+    println!(
+        "payload bytes    {copied} ({})",
+        match compress {
+            wsio::Compress::Never => "sent uncompressed",
+            _ => "compressed as they streamed",
+        }
+    );
+    println!("wire bytes sent  {}", ws.stats().bytes_sent);
     println!("bytes received   {received}");
     println!("seconds          {:.3}", elapsed.as_secs_f64());
     println!(

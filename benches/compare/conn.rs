@@ -314,8 +314,16 @@ async fn manual_server_handshake(mut io: TcpStream) -> TcpStream {
 async fn upgrade(lib: Lib, client: TcpStream, server: TcpStream) -> (Conn, Conn) {
     match lib {
         Lib::Wsio => {
-            let (c, s) = tokio::join!(wsio::connect_on(client, URL), wsio::accept(server));
-            (Conn::Wsio(c.unwrap().0), Conn::Wsio(s.unwrap()))
+            // The peers cannot negotiate permessage-deflate, so wsio does not either: the same
+            // bytes cross the wire for every library (benches/compression.rs measures it).
+            let config = wsio::Config::default().compression(None);
+            let client_builder = wsio::ClientBuilder::new().config(config.clone());
+            let acceptor = wsio::Acceptor::new().config(config);
+            let (c, s) = tokio::join!(
+                client_builder.connect_on(client, URL),
+                acceptor.accept(server)
+            );
+            (Conn::Wsio(c.unwrap().0), Conn::Wsio(s.unwrap().0))
         }
         Lib::Tungstenite => {
             let (c, s) = tokio::join!(
