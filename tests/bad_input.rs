@@ -647,3 +647,114 @@ async fn garbage_never_panics_or_hangs() {
         );
     }
 }
+
+/// A compressed frame from the peer of a library in `role`.
+fn compressed_frame(role: Role, fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    frame(fin, 0b100, opcode, key_for(role), payload)
+}
+
+#[tokio::test]
+async fn a_compression_bomb_fails_with_1009_once_inflated_past_the_limit() {
+    // 64 MiB of zeros in about 64 KiB on the wire.
+    let bomb = deflate_message(&vec![0u8; 64 << 20]);
+    assert!(bomb.len() < 128 << 10, "{} bytes", bomb.len());
+    for role in BOTH {
+        // The message API: max_message_size counts inflated bytes.
+        let config = Config::default().max_message_size(1 << 20);
+        let (mut ws, mut peer) = scripted_deflate(role, config);
+        peer.write(&compressed_frame(role, true, OP_BINARY, &bomb))
+            .await;
+        expect_failure(&mut ws, &mut peer, ErrorKind::Capacity, 1009).await;
+
+        // The stream API: max_stream_message_size, checked while the reader reads.
+        let config = Config::default().max_stream_message_size(Some(4 << 20));
+        let (mut ws, mut peer) = scripted_deflate(role, config);
+        peer.write(&compressed_frame(role, true, OP_BINARY, &bomb))
+            .await;
+        let mut reader = within("recv_stream", ws.recv_stream())
+            .await
+            .expect("a message")
+            .expect("its first piece");
+        let mut read = 0u64;
+        let mut buf = vec![0u8; 256 << 10];
+        let err = loop {
+            match within("read", tokio::io::AsyncReadExt::read(&mut reader, &mut buf)).await {
+                Ok(0) => panic!("the bomb read as complete after {read} bytes"),
+                Ok(n) => read += n as u64,
+                Err(e) => break e,
+            }
+        };
+        assert!(read <= 4 << 20, "{read} bytes handed out past the limit");
+        let inner = err
+            .into_inner()
+            .and_then(|e| e.downcast::<wsio::Error>().ok())
+            .expect("the wsio error inside");
+        assert_eq!(inner.kind(), ErrorKind::Capacity, "{inner}");
+        drop(reader);
+        peer.expect_close(Some(1009)).await;
+    }
+}
+
+#[tokio::test]
+async fn compressed_frames_break_the_rules_with_1002_and_bad_data_with_1007() {
+    let hello = deflate_message(b"Hello, hello, hello");
+    let bad_text = deflate_message(b"not \xc3\x28 text");
+    for role in BOTH {
+        let split = hello.len() / 2;
+        let cases: Vec<(Vec<u8>, ErrorKind, u16)> = vec![
+            // RSV1 on a continuation frame: only a message's first frame carries it.
+            (
+                [
+                    compressed_frame(role, false, OP_TEXT, &hello[..split]),
+                    compressed_frame(role, true, OP_CONT, &hello[split..]),
+                ]
+                .concat(),
+                ErrorKind::Protocol,
+                1002,
+            ),
+            // RSV1 on a ping.
+            (
+                compressed_frame(role, true, OP_PING, b""),
+                ErrorKind::Protocol,
+                1002,
+            ),
+            // RSV2 means nothing even with permessage-deflate.
+            (
+                frame(true, 0b010, OP_TEXT, key_for(role), b"x"),
+                ErrorKind::Protocol,
+                1002,
+            ),
+            // Not DEFLATE data.
+            (
+                compressed_frame(role, true, OP_BINARY, &[0xff; 16]),
+                ErrorKind::Protocol,
+                1007,
+            ),
+            // Invalid UTF-8 once inflated.
+            (
+                compressed_frame(role, true, OP_TEXT, &bad_text),
+                ErrorKind::InvalidUtf8,
+                1007,
+            ),
+        ];
+        for (wire, kind, code) in cases {
+            let (mut ws, mut peer) = scripted_deflate(role, Config::default());
+            peer.write(&wire).await;
+            expect_failure(&mut ws, &mut peer, kind, code).await;
+        }
+        // And a good one, in two frames, arrives whole.
+        let (mut ws, mut peer) = scripted_deflate(role, Config::default());
+        peer.write(
+            &[
+                compressed_frame(role, false, OP_TEXT, &hello[..split]),
+                frame(true, 0, OP_CONT, key_for(role), &hello[split..]),
+            ]
+            .concat(),
+        )
+        .await;
+        assert_eq!(
+            within("recv", ws.recv()).await.unwrap().unwrap(),
+            Message::text("Hello, hello, hello")
+        );
+    }
+}

@@ -72,6 +72,32 @@ pub(crate) fn scripted(role: Role, config: Config) -> (Ws, Peer) {
     scripted_with_capacity(role, config, DUPLEX_CAPACITY)
 }
 
+/// Like [`scripted`], with permessage-deflate agreed (context takeover, 15-bit windows): the
+/// peer may send compressed frames (see [`deflate_message`]).
+pub(crate) fn scripted_deflate(role: Role, config: Config) -> (Ws, Peer) {
+    let (a, b) = tokio::io::duplex(DUPLEX_CAPACITY);
+    let negotiated = wsio::handshake::Negotiated::default()
+        .with_extensions("permessage-deflate")
+        .with_permessage_deflate(wsio::handshake::DeflateParams::default());
+    let ws = WebSocket::from_negotiated(a, role, config, BytesMut::new(), negotiated)
+        .expect("valid config");
+    (ws, Peer::new(b, role))
+}
+
+/// `data` compressed as one permessage-deflate message payload (a fresh raw DEFLATE stream, a
+/// sync flush, its `00 00 ff ff` left off).
+pub(crate) fn deflate_message(data: &[u8]) -> Vec<u8> {
+    let mut stream = zlib_rs::Deflate::new(6, false, 15);
+    let mut out = vec![0u8; data.len() + data.len() / 8 + 1024];
+    stream
+        .compress(data, &mut out, zlib_rs::DeflateFlush::SyncFlush)
+        .expect("deflate");
+    out.truncate(stream.total_out() as usize);
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]), "a sync flush's end");
+    out.truncate(out.len() - 4);
+    out
+}
+
 /// Like [`scripted`], with `capacity` bytes of buffer in each direction of the transport.
 pub(crate) fn scripted_with_capacity(role: Role, config: Config, capacity: usize) -> (Ws, Peer) {
     let (a, b) = tokio::io::duplex(capacity);
