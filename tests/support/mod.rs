@@ -58,12 +58,31 @@ pub(crate) fn pair(config: Config) -> (Ws, Ws) {
 }
 
 /// Like [`pair`], with `capacity` bytes of buffer in each direction of the transport.
+///
+/// The two ends agree on what a handshake between them would: permessage-deflate when `config`
+/// has compression on (the default), so every test on a pair runs with compression unless it
+/// turns it off.
 pub(crate) fn pair_with_capacity(config: Config, capacity: usize) -> (Ws, Ws) {
     let (a, b) = tokio::io::duplex(capacity);
-    let client = WebSocket::from_raw_socket(a, Role::Client, config.clone(), BytesMut::new())
+    let negotiated = match config.get_compression() {
+        Some(compression) => {
+            let agreed = compression.params(Role::Server);
+            wsio::handshake::Negotiated::default()
+                .with_extensions("permessage-deflate")
+                .with_permessage_deflate(agreed)
+        }
+        None => wsio::handshake::Negotiated::default(),
+    };
+    let client = WebSocket::from_negotiated(
+        a,
+        Role::Client,
+        config.clone(),
+        BytesMut::new(),
+        negotiated.clone(),
+    )
+    .expect("valid config");
+    let server = WebSocket::from_negotiated(b, Role::Server, config, BytesMut::new(), negotiated)
         .expect("valid config");
-    let server =
-        WebSocket::from_raw_socket(b, Role::Server, config, BytesMut::new()).expect("valid config");
     (client, server)
 }
 
