@@ -20,8 +20,8 @@ use crate::proto::Role;
 ///   `2^(mem_level + 6) × 7` bytes of match buffers: 165 KB with the defaults (12 bits,
 ///   memory level 5), 380 KB at zlib's (15 bits, level 8);
 /// - the inflater: 47 KB (zlib-rs keeps a 32 KiB window whatever was agreed);
-/// - with no context takeover in a direction, that direction's state is freed after every
-///   message, so an idle connection holds none of it.
+/// - with no context takeover in a direction, that direction's state is let go of after every
+///   message (its thread keeps a few for the next message), so an idle connection holds none.
 ///
 /// ```
 /// use wsio::{Compression, Config};

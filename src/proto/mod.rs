@@ -19,6 +19,7 @@ pub mod message;
 mod text;
 mod timers;
 pub mod utf8;
+mod zlib_spares;
 
 pub use inbound::{Chunk, Consumer, Received};
 pub use timers::Expired;
