@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Runs the load generator (examples/wsio_load) against wsio's examples/echo_server and the
-# echo servers of examples/peer_echo_server.rs (tokio-tungstenite, tokio-websockets,
-# fastwebsockets), each in its own process, in the issue's three shapes, and prints a markdown
-# table on stdout:
+# Runs the load generator (examples/wsio_load) against wsio's examples/echo_server, the echo
+# servers of examples/peer_echo_server.rs (tokio-tungstenite, tokio-websockets, fastwebsockets)
+# and Node `ws` and Python `websockets` (tests/peers/), each in its own process, in the issue's
+# three shapes, and prints a markdown table on stdout:
 #   - 100 connections x 64 B ping-pong (closed loop, 1 in flight: uWebSockets' load_test shape);
 #   - 500 connections x 16 KiB ping-pong;
 #   - 1 connection x 64 B at a fixed rate (open loop), for latency without coordinated omission.
@@ -18,11 +18,14 @@ cd "$(dirname "$0")/.."
 duration=${DURATION:-5}
 warmup=${WARMUP:-1}
 rate=${RATE:-1000}
-servers=${SERVERS:-wsio tokio-tungstenite tokio-websockets fastwebsockets}
+servers=${SERVERS:-wsio tokio-tungstenite tokio-websockets fastwebsockets node-ws python-websockets}
 out=${OUT:-$(mktemp -d)}
 mkdir -p "$out"
 
 cargo build --release --quiet --example echo_server --example peer_echo_server --example wsio_load
+case " $servers " in
+*" node-ws "* | *" python-websockets "*) bash scripts/install-peers.sh >&2 ;;
+esac
 bin=target/release/examples
 
 server_pid=
@@ -32,14 +35,23 @@ trap cleanup EXIT
 # start SERVER: starts its echo server on a free port and sets $url.
 start() {
     local log="$out/$1.server.log"
-    if [ "$1" = wsio ]; then
-        "$bin/echo_server" 127.0.0.1:0 2>"$log" &
-    else
-        "$bin/peer_echo_server" "$1" 127.0.0.1:0 2>"$log" &
-    fi
+    # Node `ws` and Python `websockets` (tests/peers/, echo-server --forever: many
+    # connections, no per-message log) print "listening PORT"; the Rust servers print their URL.
+    local peer_args=(echo-server --port 0 --forever --timeout 3600)
+    case "$1" in
+        wsio) "$bin/echo_server" 127.0.0.1:0 2>"$log" & ;;
+        node-ws) node tests/peers/node/peer.js "${peer_args[@]}" >"$log" 2>&1 & ;;
+        python-websockets)
+            tests/peers/python/.venv/bin/python tests/peers/python/peer.py "${peer_args[@]}" \
+                >"$log" 2>&1 &
+            ;;
+        *) "$bin/peer_echo_server" "$1" 127.0.0.1:0 2>"$log" & ;;
+    esac
     server_pid=$!
-    for _ in $(seq 100); do
+    for _ in $(seq 200); do
         url=$(sed -n 's/^.*echo server on \(ws:\/\/.*\)$/\1\//p' "$log")
+        port=$(sed -n 's/^listening \([0-9]*\)$/\1/p' "$log")
+        [ -n "$port" ] && url="ws://127.0.0.1:$port/"
         [ -n "$url" ] && return
         sleep 0.05
     done

@@ -15,7 +15,7 @@
 //     then the hex SHA-256 of those bytes as a text (or binary) message, and waits for the
 //     server to close.
 //
-//   node peer.js echo-server [--port 0] [--deflate] [--timeout 60]
+//   node peer.js echo-server [--port 0] [--deflate] [--timeout 60] [--forever]
 //   node peer.js echo-client --url URL [--deflate] [--timeout 60]
 //     Serves one connection on 127.0.0.1 (prints "listening PORT" first), or connects to URL.
 //     Prints "extensions VALUE", the Sec-WebSocket-Extensions header of the handshake
@@ -43,7 +43,7 @@ const BLOCK = 1000003;
 // The prefix of the commands of the echo modes.
 const COMMAND = 'wsio-peer: ';
 // The options that take no value.
-const FLAGS = new Set(['deflate']);
+const FLAGS = new Set(['deflate', 'forever']);
 
 function log(...parts) {
   const s = Number(process.hrtime.bigint() - START) / 1e9;
@@ -117,8 +117,12 @@ function report(total, hash) {
 
 // Echoes messages and answers the commands; calls done(ok) when the connection has closed,
 // ok when the other side closed with 1000.
+// --forever: an echo server for many connections (a load generator's target), which logs no
+// message and stays up until it is killed.
+let quiet = false;
+
 function echo(ws, extensions, done) {
-  console.log(`extensions ${extensions || 'none'}`);
+  if (!quiet) console.log(`extensions ${extensions || 'none'}`);
   let echoed = 0;
   let hashNext = false;
   ws.on('message', (data, isBinary) => {
@@ -157,11 +161,11 @@ function echo(ws, extensions, done) {
     }
     ws.send(data, { binary: isBinary });
     echoed += 1;
-    log(`echoed message ${echoed}: ${isBinary ? 'binary' : 'text'}, ${data.length} bytes`);
+    if (!quiet) log(`echoed message ${echoed}: ${isBinary ? 'binary' : 'text'}, ${data.length} bytes`);
   });
   ws.on('error', (e) => log('error:', e.message));
   ws.on('close', (code, reason) => {
-    log(`connection closed: code=${code} reason=${JSON.stringify(reason.toString())}`);
+    if (!quiet) log(`connection closed: code=${code} reason=${JSON.stringify(reason.toString())}`);
     done(code === 1000);
   });
 }
@@ -179,7 +183,12 @@ function echoServer(opts) {
     extensions = line ? line.slice(line.indexOf(':') + 1).trim() : null;
   });
   wss.on('listening', () => console.log(`listening ${wss.address().port}`));
+  quiet = Boolean(opts.forever);
   wss.on('connection', (ws, req) => {
+    if (quiet) {
+      echo(ws, extensions, () => {});
+      return;
+    }
     log('connected from', `${req.socket.remoteAddress}:${req.socket.remotePort}`);
     echo(ws, extensions, (ok) => wss.close(() => finish(ok ? 0 : 1)));
   });

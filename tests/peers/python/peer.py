@@ -22,7 +22,7 @@ r"""The Python `websockets` peer of tests/real_peers.rs and tests/compression_pe
         lets the others through ("accepted"). Echoes every message of an accepted connection
         and exits 0 when it closes with 1000.
 
-    peer.py echo-server [--port 0] [--deflate] [--timeout 60]
+    peer.py echo-server [--port 0] [--deflate] [--timeout 60] [--forever]
     peer.py echo-client --url URL [--deflate] [--timeout 60]
         Serves one connection on 127.0.0.1 (prints "listening PORT" first), or connects to
         URL. Prints "extensions VALUE", the Sec-WebSocket-Extensions header of the handshake
@@ -136,10 +136,16 @@ def report_of(total, digest):
     return f"bytes={total} sha256={digest.hexdigest()}"
 
 
+# --forever: an echo server for many connections (a load generator's target), which logs no
+# message and stays up until it is killed.
+QUIET = False
+
+
 async def echo(ws):
     """Echoes messages and answers the commands until the connection closes; True when the
     other side closed with 1000."""
-    extensions_line(ws)
+    if not QUIET:
+        extensions_line(ws)
     echoed = 0
     try:
         while True:
@@ -172,20 +178,28 @@ async def echo(ws):
                 continue
             await ws.send(message)
             echoed += 1
+            if QUIET:
+                continue
             if isinstance(message, str):
                 log(f"echoed message {echoed}: text, {len(message.encode())} bytes")
             else:
                 log(f"echoed message {echoed}: binary, {len(message)} bytes")
     except ConnectionClosed as e:
-        log(f"connection closed: {describe_close(ws)} ({e})")
+        if not QUIET:
+            log(f"connection closed: {describe_close(ws)} ({e})")
     rcvd = ws.protocol.close_rcvd
     return rcvd is not None and rcvd.code == 1000
 
 
 async def run_echo_server(args):
+    global QUIET
+    QUIET = args.forever
     done = asyncio.get_running_loop().create_future()
 
     async def handler(ws):
+        if QUIET:
+            await echo(ws)
+            return
         log("connected from", ws.remote_address)
         ok = await echo(ws)
         if not done.done():
@@ -345,6 +359,7 @@ def main():
     es.add_argument("--port", type=int, default=0)
     es.add_argument("--deflate", action="store_true")
     es.add_argument("--timeout", type=float, default=60.0)
+    es.add_argument("--forever", action="store_true")
     ec = sub.add_parser("echo-client")
     ec.add_argument("--url", required=True)
     ec.add_argument("--deflate", action="store_true")
