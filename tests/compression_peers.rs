@@ -33,7 +33,7 @@ use wsio::handshake::DeflateParams;
 use wsio::server::Acceptor;
 use wsio::{ClientBuilder, CloseCode, Compress, Config, DataKind, Message, Role, WebSocket};
 
-use support::peers::{describe_io, HashSink, PeerProcess, RealPeer, Tally};
+use support::peers::{describe_io, HashSink, Memory, PeerProcess, RealPeer, Tally};
 use support::stream::{assert_same_bytes, read_chunked, write_chunked};
 use support::{within_for, XorShift};
 
@@ -603,19 +603,6 @@ async fn stream_to_peer(peer: RealPeer, wsio: Role) {
     );
 }
 
-/// The test process's RSS and peak RSS, from `/proc/self/status`, in KiB.
-fn memory() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in /proc/self/status"))
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 /// The peer sends [`BIG`] bytes in one message; wsio hashes it as it streams.
 async fn stream_from_peer(peer: RealPeer, wsio: Role) {
     let _alone = MEMORY.write().await;
@@ -628,8 +615,8 @@ async fn stream_from_peer(peer: RealPeer, wsio: Role) {
         .await
         .expect("the send command");
 
-    let peak_was_reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
-    let (rss_before, _) = memory();
+    let peak_was_reset = Memory::reset_peak();
+    let rss_before = Memory::now().rss;
     let start = Instant::now();
     let before = ws.stats();
     let mut sink = HashSink::default();
@@ -651,7 +638,7 @@ async fn stream_from_peer(peer: RealPeer, wsio: Role) {
                 describe_io(&e)
             )
         });
-    let (_, peak_after) = memory();
+    let peak_after = Memory::now().peak;
     let received = ws.stats().payload_bytes_received - before.payload_bytes_received;
     let report = match within_for(STEP, "the peer's digest", ws.recv()).await {
         Some(Ok(Message::Text(text))) => text.as_str().to_string(),

@@ -22,300 +22,26 @@
 
 mod support;
 
-use std::fmt::Write as _;
 use std::io;
-use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use wsio::{ByteStream, CloseCode, DataKind, Message, WebSocket};
 
+use support::peers::{describe_io, HashSink, Memory, PeerProcess, RealPeer, Tally};
 use support::within_for;
 
 /// One step that must not take long: connecting, a report after the upload, a process exit.
 const STEP: Duration = Duration::from_secs(10);
 
-fn peers_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers")
-}
-
-const NOT_INSTALLED: &str =
-    "run `bash scripts/install-peers.sh` (scripts/test.sh does) to install them";
-
-/// The Python interpreter of the peers' virtualenv, once `websockets` imports in it.
-fn python() -> &'static Path {
-    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let found = PYTHON.get_or_init(|| {
-        let python = peers_dir().join("python/.venv/bin/python");
-        let check = std::process::Command::new(&python)
-            .args(["-c", "import websockets; print(websockets.__version__)"])
-            .output();
-        match check {
-            Ok(out) if out.status.success() => Ok(python),
-            Ok(out) => Err(format!(
-                "{} cannot import websockets: {}",
-                python.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )),
-            Err(e) => Err(format!("{}: {e}", python.display())),
-        }
-    });
-    match found {
-        Ok(python) => python,
-        Err(why) => panic!("the Python websockets peer is not installed ({why}): {NOT_INSTALLED}"),
-    }
-}
-
-/// `node`, once the `ws` package is in the peers' `node_modules`.
-fn node() -> &'static Path {
-    static NODE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let found = NODE.get_or_init(|| {
-        let ws = peers_dir().join("node/node_modules/ws/package.json");
-        if !ws.exists() {
-            return Err(format!("{} is missing", ws.display()));
-        }
-        match std::process::Command::new("node").arg("--version").output() {
-            Ok(out) if out.status.success() => Ok(PathBuf::from("node")),
-            Ok(out) => Err(format!("node --version failed: {}", out.status)),
-            Err(e) => Err(format!("node: {e}")),
-        }
-    });
-    match found {
-        Ok(node) => node,
-        Err(why) => panic!("the Node ws peer is not installed ({why}): {NOT_INSTALLED}"),
-    }
-}
-
-/// Which real implementation plays the other end.
-#[derive(Debug, Clone, Copy)]
-enum Peer {
-    /// Python `websockets` (its asyncio implementation).
-    Python,
-    /// Node `ws`.
-    Node,
-}
-
-impl Peer {
-    /// What the peer server prints for each keepalive ping it sends.
-    fn ping_line(self) -> &'static str {
-        match self {
-            Peer::Python => "% sent keepalive ping", // websockets' own debug line
-            Peer::Node => "heartbeat: sent ping",
-        }
-    }
-
-    /// The command line that runs `args` in this peer's program.
-    fn command(self, args: &[String]) -> (PathBuf, Vec<String>) {
-        let (program, script) = match self {
-            Peer::Python => (python(), peers_dir().join("python/peer.py")),
-            Peer::Node => (node(), peers_dir().join("node/peer.js")),
-        };
-        let mut all = vec![script.display().to_string()];
-        all.extend_from_slice(args);
-        (program.to_path_buf(), all)
-    }
-}
-
-/// A peer program running as a child process, killed when dropped. Its stdout and stderr are
-/// collected (for failure messages), and stdout lines are also handed to the test.
-struct PeerProcess {
-    what: String,
-    child: Child,
-    output: Arc<Mutex<String>>,
-    lines: mpsc::UnboundedReceiver<String>,
-    readers: Vec<JoinHandle<()>>,
-}
-
-impl PeerProcess {
-    fn spawn(peer: Peer, args: &[&str]) -> Self {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (program, argv) = peer.command(&args);
-        let what = format!("{peer:?} peer `{}`", args.join(" "));
-        let mut child = Command::new(&program)
-            .args(&argv)
-            .current_dir(peers_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what} ({}): {e}", program.display()));
-        let output = Arc::new(Mutex::new(String::new()));
-        let (tx, lines) = mpsc::unbounded_channel();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let readers = vec![
-            tokio::spawn(collect(stdout, output.clone(), "", Some(tx))),
-            tokio::spawn(collect(stderr, output.clone(), "stderr: ", None)),
-        ];
-        PeerProcess {
-            what,
-            child,
-            output,
-            lines,
-            readers,
-        }
-    }
-
-    /// Everything the peer printed so far.
-    fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-
-    /// Waits for the stdout line that starts with `prefix` and returns the rest of it.
-    async fn line_after(&mut self, prefix: &str) -> String {
-        let wait = async {
-            while let Some(line) = self.lines.recv().await {
-                if let Some(rest) = line.strip_prefix(prefix) {
-                    return Some(rest.to_string());
-                }
-            }
-            None
-        };
-        match tokio::time::timeout(STEP, wait).await {
-            Ok(Some(rest)) => rest,
-            Ok(None) => panic!(
-                "{} exited before printing {prefix:?}; it printed:\n{}",
-                self.what,
-                self.output()
-            ),
-            Err(_) => panic!(
-                "{} printed no {prefix:?} within {STEP:?}; it printed:\n{}",
-                self.what,
-                self.output()
-            ),
-        }
-    }
-
-    /// The port a peer server listens on (its first line says).
-    async fn port(&mut self) -> u16 {
-        let port = self.line_after("listening ").await;
-        port.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{}: bad port line {port:?}", self.what))
-    }
-
-    /// Waits (up to `limit`) for the peer to exit by itself, kills it otherwise, and returns its
-    /// exit status (`None` when it had to be killed) and everything it printed.
-    async fn finish(mut self, limit: Duration) -> (Option<ExitStatus>, String) {
-        let status = match tokio::time::timeout(limit, self.child.wait()).await {
-            Ok(Ok(status)) => Some(status),
-            Ok(Err(e)) => panic!("waiting for {}: {e}", self.what),
-            Err(_) => {
-                let _ = self.child.kill().await;
-                None
-            }
-        };
-        for reader in self.readers.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
-        }
-        (status, self.output())
-    }
-}
-
-async fn collect(
-    from: impl AsyncRead + Unpin,
-    output: Arc<Mutex<String>>,
-    tag: &'static str,
-    lines: Option<mpsc::UnboundedSender<String>>,
-) {
-    let mut from = BufReader::new(from).lines();
-    while let Ok(Some(line)) = from.next_line().await {
-        writeln!(output.lock().unwrap(), "  | {tag}{line}").unwrap();
-        if let Some(tx) = &lines {
-            let _ = tx.send(line);
-        }
-    }
-}
-
-/// Byte count and SHA-256, as the peers report them: `bytes=N sha256=HEX\n`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Tally {
-    bytes: u64,
-    sha256: String,
-}
-
-impl Tally {
-    fn of<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> Self {
-        let mut sink = HashSink::default();
-        for piece in pieces {
-            sink.update(piece);
-        }
-        sink.tally()
-    }
-
-    fn parse(report: &str) -> Option<Self> {
-        let mut words = report.split_whitespace();
-        let bytes = words.next()?.strip_prefix("bytes=")?.parse().ok()?;
-        let sha256 = words.next()?.strip_prefix("sha256=")?.to_string();
-        Some(Tally { bytes, sha256 })
-    }
-}
-
-/// An `AsyncWrite` that counts and hashes what is written to it and keeps none of it.
-#[derive(Default)]
-struct HashSink {
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl HashSink {
-    fn update(&mut self, data: &[u8]) {
-        self.hasher.update(data);
-        self.bytes += data.len() as u64;
-    }
-
-    fn tally(&self) -> Tally {
-        let digest = self.hasher.clone().finalize();
-        Tally {
-            bytes: self.bytes,
-            sha256: digest.iter().fold(String::new(), |mut s, b| {
-                let _ = write!(s, "{b:02x}");
-                s
-            }),
-        }
-    }
-}
-
-impl AsyncWrite for HashSink {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().update(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// The `wsio::Error` inside an `io::Error` from a stream reader or writer, if there is one.
-fn ws_error(e: &io::Error) -> Option<&wsio::Error> {
-    e.get_ref()?.downcast_ref::<wsio::Error>()
-}
-
-/// An io::Error from the stream API with the close code wsio sent because of it, if any.
-fn describe_io(e: &io::Error) -> String {
-    match ws_error(e).and_then(wsio::Error::close_code) {
-        Some(code) => format!("{e} (wsio failed the connection with {code})"),
-        None => format!("{e} ({:?})", e.kind()),
+/// What the peer server prints for each keepalive ping it sends.
+fn ping_line(peer: RealPeer) -> &'static str {
+    match peer {
+        RealPeer::Python => "% sent keepalive ping", // websockets' own debug line
+        RealPeer::Node => "heartbeat: sent ping",
     }
 }
 
@@ -349,7 +75,7 @@ fn upload_chunks() -> Vec<Bytes> {
 
 /// Starts `server` (keepalive on), uploads to it with `writer` without receiving until the
 /// upload is done, then checks that the server's report matches what was sent.
-async fn upload_to(server: Peer, writer: WriteWith) {
+async fn upload_to(server: RealPeer, writer: WriteWith) {
     let report_as = if writer == WriteWith::ByteStream {
         "binary" // a ByteStream reads binary messages only
     } else {
@@ -360,9 +86,9 @@ async fn upload_to(server: Peer, writer: WriteWith) {
     let mut args = vec!["server", "--expect", &total, "--report-as", report_as];
     match server {
         // websockets' keepalive: a ping every second, failed (1011) if its pong takes > 1 s.
-        Peer::Python => args.extend(["--ping-interval", "1", "--ping-timeout", "1"]),
+        RealPeer::Python => args.extend(["--ping-interval", "1", "--ping-timeout", "1"]),
         // The heartbeat of the ws README: every second, terminate() or ping().
-        Peer::Node => args.extend(["--heartbeat-ms", "1000"]),
+        RealPeer::Node => args.extend(["--heartbeat-ms", "1000"]),
     }
     args.extend(["--timeout", &peer_timeout]);
     let mut peer = PeerProcess::spawn(server, &args);
@@ -396,7 +122,7 @@ async fn upload_to(server: Peer, writer: WriteWith) {
         "the {server:?} server received other bytes than were sent\npeer output:\n{output}"
     );
     // The upload ran through several keepalive rounds (else it proves nothing).
-    let pings = output.matches(server.ping_line()).count();
+    let pings = output.matches(ping_line(server)).count();
     assert!(
         pings >= 4,
         "the {server:?} server sent only {pings} pings during the upload\npeer output:\n{output}"
@@ -597,32 +323,32 @@ where
 
 #[tokio::test]
 async fn upload_via_send_survives_python_keepalive() {
-    upload_to(Peer::Python, WriteWith::Send).await;
+    upload_to(RealPeer::Python, WriteWith::Send).await;
 }
 
 #[tokio::test]
 async fn upload_via_message_writer_survives_python_keepalive() {
-    upload_to(Peer::Python, WriteWith::MessageWriter).await;
+    upload_to(RealPeer::Python, WriteWith::MessageWriter).await;
 }
 
 #[tokio::test]
 async fn upload_via_byte_stream_survives_python_keepalive() {
-    upload_to(Peer::Python, WriteWith::ByteStream).await;
+    upload_to(RealPeer::Python, WriteWith::ByteStream).await;
 }
 
 #[tokio::test]
 async fn upload_via_send_survives_node_heartbeat() {
-    upload_to(Peer::Node, WriteWith::Send).await;
+    upload_to(RealPeer::Node, WriteWith::Send).await;
 }
 
 #[tokio::test]
 async fn upload_via_message_writer_survives_node_heartbeat() {
-    upload_to(Peer::Node, WriteWith::MessageWriter).await;
+    upload_to(RealPeer::Node, WriteWith::MessageWriter).await;
 }
 
 #[tokio::test]
 async fn upload_via_byte_stream_survives_node_heartbeat() {
-    upload_to(Peer::Node, WriteWith::ByteStream).await;
+    upload_to(RealPeer::Node, WriteWith::ByteStream).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -666,35 +392,7 @@ enum ReadWith {
 }
 
 /// The test process's memory, from `/proc/self/status`, in KiB.
-#[derive(Debug, Clone, Copy)]
-struct Memory {
-    rss: u64,
-    peak: u64,
-}
-
-impl Memory {
-    fn now() -> Self {
-        let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                .unwrap_or_else(|| panic!("no {name} in /proc/self/status"))
-        };
-        Memory {
-            rss: field("VmRSS:"),
-            peak: field("VmHWM:"),
-        }
-    }
-
-    /// Resets the peak (VmHWM) to the current RSS, where the kernel allows it.
-    fn reset_peak() -> bool {
-        std::fs::write("/proc/self/clear_refs", "5").is_ok()
-    }
-}
-
-async fn big_upload_from(client: Peer, reader: ReadWith) {
+async fn big_upload_from(client: RealPeer, reader: ReadWith) {
     let _turn = ONE_BIG_UPLOAD_AT_A_TIME.lock().await;
     let size = big_frame_size();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -811,7 +509,7 @@ async fn receive_messages(mut ws: WebSocket<TcpStream>) -> Result<(Tally, String
             .map_err(|e| {
                 format!(
                     "reading the upload after {} bytes: {}",
-                    sink.bytes,
+                    sink.bytes(),
                     describe_io(&e)
                 )
             })?;
@@ -843,15 +541,15 @@ async fn receive_bytes(ws: WebSocket<TcpStream>, size: u64) -> Result<(Tally, St
         .map_err(|e| {
             format!(
                 "reading the byte stream after {} bytes: {} (peer's close {:?})",
-                sink.bytes,
+                sink.bytes(),
                 describe_io(&e),
                 stream.close_code()
             )
         })?;
-    if sink.bytes != size {
+    if sink.bytes() != size {
         return Err(format!(
             "the byte stream ended after {} of {size} bytes (peer's close {:?})",
-            sink.bytes,
+            sink.bytes(),
             stream.close_code()
         ));
     }
@@ -878,22 +576,22 @@ async fn receive_bytes(ws: WebSocket<TcpStream>, size: u64) -> Result<(Tally, St
 
 #[tokio::test]
 async fn single_frame_upload_from_python_streams_through_recv_stream() {
-    big_upload_from(Peer::Python, ReadWith::RecvStream).await;
+    big_upload_from(RealPeer::Python, ReadWith::RecvStream).await;
 }
 
 #[tokio::test]
 async fn single_frame_upload_from_node_streams_through_recv_stream() {
-    big_upload_from(Peer::Node, ReadWith::RecvStream).await;
+    big_upload_from(RealPeer::Node, ReadWith::RecvStream).await;
 }
 
 #[tokio::test]
 async fn single_frame_upload_from_python_streams_through_byte_stream() {
-    big_upload_from(Peer::Python, ReadWith::ByteStream).await;
+    big_upload_from(RealPeer::Python, ReadWith::ByteStream).await;
 }
 
 #[tokio::test]
 async fn single_frame_upload_from_node_streams_through_byte_stream() {
-    big_upload_from(Peer::Node, ReadWith::ByteStream).await;
+    big_upload_from(RealPeer::Node, ReadWith::ByteStream).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -928,7 +626,7 @@ fn token_hook(
 }
 
 async fn auth_server() -> (PeerProcess, String) {
-    let mut server = PeerProcess::spawn(Peer::Python, &["auth-server", "--token", "s3cret"]);
+    let mut server = PeerProcess::spawn(RealPeer::Python, &["auth-server", "--token", "s3cret"]);
     let url = format!("ws://127.0.0.1:{}/private", server.port().await);
     (server, url)
 }
@@ -1000,7 +698,7 @@ async fn printed(peer: &PeerProcess, text: &str) -> String {
     if tokio::time::timeout(STEP, wait).await.is_err() {
         panic!(
             "{} never printed {text:?}; it printed:\n{}",
-            peer.what,
+            peer.what(),
             peer.output()
         );
     }

@@ -310,3 +310,33 @@ pub(crate) fn describe_io(e: &io::Error) -> String {
         None => format!("{e} ({:?})", e.kind()),
     }
 }
+
+/// The test process's resident memory, from `/proc/self/status`, in KiB.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Memory {
+    pub(crate) rss: u64,
+    pub(crate) peak: u64,
+}
+
+impl Memory {
+    /// The process's RSS and peak RSS now.
+    pub(crate) fn now() -> Self {
+        let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in /proc/self/status"))
+        };
+        Memory {
+            rss: field("VmRSS:"),
+            peak: field("VmHWM:"),
+        }
+    }
+
+    /// Resets the peak (VmHWM) to the current RSS, where the kernel allows it.
+    pub(crate) fn reset_peak() -> bool {
+        std::fs::write("/proc/self/clear_refs", "5").is_ok()
+    }
+}
