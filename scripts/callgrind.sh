@@ -6,9 +6,10 @@
 #
 # Each case is run twice, with a short and a long count, and the difference is divided by the
 # extra messages (or MiB), so that set-up and teardown cancel. Runs repeat within 0.05%.
-# The base revision is checked out as a git worktree under target/callgrind/ and given this
-# tree's examples/callgrind_echo.rs (it only uses the public API that wsio has had since its
-# start). Output files (for callgrind_annotate) are kept in target/callgrind/out/.
+# The base revision is checked out as a git worktree under target/callgrind/; one without
+# examples/callgrind_echo.rs (before 5722e4e) is given this tree's, which then needs its
+# `compression(None)` line taken out (a tree that old has no compression to turn off).
+# Output files (for callgrind_annotate) are kept in target/callgrind/out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -24,7 +25,10 @@ if [ $# -ge 1 ]; then
     if [ ! -d "$wt" ]; then
         git worktree add --detach "$wt" "$base" >/dev/null
     fi
-    cp examples/callgrind_echo.rs "$wt/examples/"
+    # A base from before the harness gets this tree's; one that has it keeps its own, which
+    # matches its own defaults (this tree's turns off permessage-deflate, which older trees
+    # do not know).
+    [ -f "$wt/examples/callgrind_echo.rs" ] || cp examples/callgrind_echo.rs "$wt/examples/"
     trees=("$base:$wt" "${trees[@]}")
 fi
 
