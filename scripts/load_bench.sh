@@ -5,7 +5,8 @@
 # three shapes, and prints a markdown table on stdout:
 #   - 100 connections x 64 B ping-pong (closed loop, 1 in flight: uWebSockets' load_test shape);
 #   - 500 connections x 16 KiB ping-pong;
-#   - 1 connection x 64 B at a fixed rate (open loop), for latency without coordinated omission.
+#   - 1 connection x 64 B at a fixed rate (open loop), for latency without coordinated omission;
+#   - 10,000 connections x 64 B ping-pong, opened at 5,000 a second during a longer warm-up.
 # permessage-deflate is off, as most published figures are. The JSON reports stay in
 # $OUT (default: a temporary directory).
 #
@@ -64,7 +65,8 @@ shape() {
     local name=$1
     shift
     echo "load_bench: $name" >&2
-    "$bin/wsio_load" "$url" --compression off --warmup "$warmup" --duration "$duration" \
+    "$bin/wsio_load" "$url" --compression off --warmup "${SHAPE_WARMUP:-$warmup}" \
+        --duration "$duration" \
         --loopback-only --json "$out/$name.json" "$@" >/dev/null 2>"$out/$name.log" || {
         echo "load_bench: $name failed:" >&2
         tail -3 "$out/$name.log" >&2
@@ -77,6 +79,8 @@ for server in $servers; do
     shape "$server-100x64" --connections 100 --size 64
     shape "$server-500x16k" --connections 500 --size 16384
     shape "$server-1x64-rate" --connections 1 --size 64 --rate "$rate"
+    SHAPE_WARMUP=$((warmup + 2)) shape "$server-10000x64" --connections 10000 \
+        --connect-rate 5000 --size 64
     cleanup
     server_pid=
 done
@@ -92,6 +96,7 @@ rows = [
         ("100 × 64 B ping-pong", "100x64"),
         ("500 × 16 KiB ping-pong", "500x16k"),
         (None, "1x64-rate"),
+        ("10,000 × 64 B ping-pong", "10000x64"),
     ]
 ]
 

@@ -12,9 +12,13 @@ use std::process::Output;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+mod support;
+
 use serde_json::Value;
+use support::certs::Ca;
 use tokio::net::TcpListener;
 use wsio::server::Acceptor;
+use wsio::tls::TlsAcceptor;
 use wsio::CloseCode;
 
 /// The example binary, built on first use.
@@ -79,6 +83,30 @@ async fn echo_server() -> SocketAddr {
         }
     })
     .await
+}
+
+/// A `wss://` echo server on loopback with a certificate for `localhost` from `ca`.
+async fn wss_echo_server(ca: &Ca) -> SocketAddr {
+    let leaf = ca.leaf(&["localhost"], None);
+    let tls = wsio::tls::acceptor(leaf.chain, leaf.key).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let tls: TlsAcceptor = tls.clone();
+            tokio::spawn(async move {
+                let Ok((mut ws, _)) = Acceptor::new().accept_tls(&tls, tcp).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.recv().await {
+                    if message.is_data() && ws.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
 }
 
 /// A server that runs `handle` on every connection it accepts.
@@ -258,4 +286,40 @@ async fn a_server_that_closes_after_the_handshake_fails_the_run() {
     assert_eq!(report["errors"]["closed_early"]["count"], 3, "{report}");
     assert_eq!(report["connections"]["opened"], 3);
     assert_eq!(report["connections"]["completed"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wss_run_trusts_the_given_authority_and_no_other() {
+    let ca = Ca::new("wsio_load test CA");
+    let addr = wss_echo_server(&ca).await;
+    let ca_file = std::env::temp_dir().join(format!("wsio_load-{}-ca.pem", std::process::id()));
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let url = format!("wss://localhost:{}/", addr.port());
+    let ca_arg = format!("--ca={}", ca_file.display());
+    let common = [
+        url.as_str(),
+        "--connections=3",
+        "--in-flight=2",
+        "--size=1000",
+        "--warmup=0.2",
+        "--duration=1",
+    ];
+
+    let (output, report) = run("wss", &[&common[..], &[ca_arg.as_str()]].concat()).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = report.expect("a JSON report");
+    assert_eq!(report["connections"]["completed"], 3, "{report}");
+    let sent = count(&report, "messages_sent");
+    assert!(sent > 0, "{report}");
+    assert_eq!(count(&report, "messages_received"), sent, "{report}");
+    assert_eq!(count(&report, "bytes_received"), 1000 * sent);
+
+    // Without the authority, the server's certificate is unknown: every connection fails in TLS.
+    let (output, report) = run("wss-untrusted", &common).await;
+    let _ = std::fs::remove_file(&ca_file);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let report = report.expect("a report even for a failed run");
+    assert_eq!(report["errors"]["tls"]["count"], 3, "{report}");
+    let example = report["errors"]["tls"]["example"].as_str().unwrap_or_default();
+    assert!(example.to_lowercase().contains("certificate"), "{report}");
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::SinkExt;
-use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -16,7 +15,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use wsio::{ClientBuilder, DataKind, Message, ReadHalf, WebSocket, WriteHalf};
 
 use crate::options::SizeRange;
-use crate::outcome::{record, Failed, Failure, Live, Tally};
+use crate::outcome::{Counts, Failed, Failure, Live};
 use crate::pacer::Slots;
 use crate::payload::{parse_prefix, prefix, Filler};
 
@@ -52,16 +51,17 @@ pub(crate) struct Plan {
 
 /// Runs connection `id` of `plan` to its end and returns what it measured.
 /// Open loop: `slots` brings the scheduled time of each message it is to send.
-pub(crate) async fn run(plan: Arc<Plan>, id: u32, slots: Option<Slots>, live: Arc<Live>) -> Tally {
-    let mut tally = Tally::new();
-    match open(&plan, id, slots, &live, &mut tally).await {
-        Ok(()) => tally.completed += 1,
+/// Its timings go into `live`'s shared histograms.
+pub(crate) async fn run(plan: Arc<Plan>, id: u32, slots: Option<Slots>, live: Arc<Live>) -> Counts {
+    let mut counts = Counts::default();
+    match open(&plan, id, slots, &live, &mut counts).await {
+        Ok(()) => counts.completed += 1,
         Err(failed) => {
             live.errors.fetch_add(1, Ordering::Relaxed);
-            tally.error(failed);
+            counts.error(failed);
         }
     }
-    tally
+    counts
 }
 
 /// Connects, handshakes, and runs the exchange.
@@ -70,11 +70,11 @@ async fn open(
     id: u32,
     slots: Option<Slots>,
     live: &Live,
-    tally: &mut Tally,
+    counts: &mut Counts,
 ) -> Result<(), Failed> {
     let started = Instant::now();
     let tcp = dial(&plan.addrs).await?;
-    record(&mut tally.connect, started.elapsed());
+    live.timings.connect.record(id, started.elapsed());
     let started = Instant::now();
     let handshake = |e: wsio::Error| Failed::new(Failure::of_handshake(&e), e);
     match &plan.tls {
@@ -84,8 +84,8 @@ async fn open(
                 .connect_on(tcp, plan.url.as_str())
                 .await
                 .map_err(handshake)?;
-            record(&mut tally.handshake, started.elapsed());
-            exchange(ws, plan, id, slots, live, tally).await
+            live.timings.handshake.record(id, started.elapsed());
+            exchange(ws, plan, id, slots, live, counts).await
         }
         Some((connector, name)) => {
             let tls = match timeout(CONNECT_TIMEOUT, connector.connect(name.clone(), tcp)).await {
@@ -98,8 +98,8 @@ async fn open(
                 .connect_on(tls, plan.url.as_str())
                 .await
                 .map_err(handshake)?;
-            record(&mut tally.handshake, started.elapsed());
-            exchange(ws, plan, id, slots, live, tally).await
+            live.timings.handshake.record(id, started.elapsed());
+            exchange(ws, plan, id, slots, live, counts).await
         }
     }
 }
@@ -156,7 +156,6 @@ struct Sent {
 struct Received {
     messages: u64,
     bytes: u64,
-    latency: Histogram<u64>,
 }
 
 /// Sends and receives until the run ends, then closes.
@@ -166,14 +165,14 @@ async fn exchange<S>(
     id: u32,
     slots: Option<Slots>,
     live: &Live,
-    tally: &mut Tally,
+    counts: &mut Counts,
 ) -> Result<(), Failed>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    tally.opened += 1;
+    counts.opened += 1;
     if ws.permessage_deflate().is_some() {
-        tally.deflate += 1;
+        counts.deflate += 1;
     }
     live.open.fetch_add(1, Ordering::Relaxed);
     let _open = OpenGuard(live);
@@ -191,17 +190,15 @@ where
     let mut received = Received {
         messages: 0,
         bytes: 0,
-        latency: tally.latency.clone(),
     };
     let result = tokio::try_join!(
         write(&mut tx, plan, id, slots, &progress, &mut sent),
-        read(&mut rx, plan, &progress, &mut received, live),
+        read(&mut rx, plan, id, &progress, &mut received, live),
     );
-    tally.sent += sent.messages;
-    tally.sent_bytes += sent.bytes;
-    tally.received += received.messages;
-    tally.received_bytes += received.bytes;
-    tally.latency = received.latency;
+    counts.sent += sent.messages;
+    counts.sent_bytes += sent.bytes;
+    counts.received += received.messages;
+    counts.received_bytes += received.bytes;
     result?;
     let Ok(mut ws) = rx.reunite(tx) else {
         unreachable!("the halves of one connection")
@@ -339,6 +336,7 @@ where
 async fn read<S>(
     rx: &mut ReadHalf<S>,
     plan: &Plan,
+    id: u32,
     progress: &Progress,
     received: &mut Received,
     live: &Live,
@@ -411,10 +409,9 @@ where
         if plan.measured(scheduled) {
             received.messages += 1;
             received.bytes += payload.len() as u64;
-            record(
-                &mut received.latency,
-                now.saturating_duration_since(scheduled),
-            );
+            live.timings
+                .latency
+                .record(id, now.saturating_duration_since(scheduled));
         }
     }
 }

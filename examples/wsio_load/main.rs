@@ -43,7 +43,7 @@ use wsio::{ClientBuilder, Config, DataKind};
 
 use connection::Plan;
 use options::{OnOff, Options};
-use outcome::{Live, Tally};
+use outcome::{Counts, Live, Tally};
 use payload::{Filler, MAX_FILLER};
 use report::{bytes, Cpu, Report};
 
@@ -154,8 +154,20 @@ async fn plan(options: &Options) -> Result<Plan, String> {
         builder = builder.header(name, value);
     }
     let tls = if tls {
-        let config = wsio::tls::client_config(wsio::tls::default_root_store())
-            .map_err(|e| format!("TLS: {e}"))?;
+        let mut roots = wsio::tls::default_root_store();
+        if let Some(path) = &options.ca {
+            let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let cas = wsio::tls::certificates_from_pem(&pem)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let (_, refused) = roots.add_parsable_certificates(cas);
+            if refused > 0 {
+                return Err(format!(
+                    "{}: {refused} certificates are not usable as trust anchors",
+                    path.display()
+                ));
+            }
+        }
+        let config = wsio::tls::client_config(roots).map_err(|e| format!("TLS: {e}"))?;
         let name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|e| format!("{host} is not a TLS server name: {e}"))?;
         Some((tokio_rustls::TlsConnector::from(config), name))
@@ -197,7 +209,7 @@ async fn run(options: &Options, plan: Plan) -> (u32, Tally, Cpu) {
     let (user, system) = cpu::used();
     let started = std::time::Instant::now();
     let plan = Arc::new(plan);
-    let live = Arc::new(Live::default());
+    let live = Arc::new(Live::new());
     let progress = tokio::spawn(progress(plan.clone(), live.clone()));
 
     let (slots, pacer): (Vec<Option<pacer::Slots>>, _) = match options.rate {
@@ -207,7 +219,7 @@ async fn run(options: &Options, plan: Plan) -> (u32, Tally, Cpu) {
                 rate,
                 plan.epoch,
                 plan.end,
-                Tally::new().pacer_lag,
+                outcome::histogram(),
             );
             (slots.into_iter().map(Some).collect(), Some(pacer))
         }
@@ -226,13 +238,21 @@ async fn run(options: &Options, plan: Plan) -> (u32, Tally, Cpu) {
         tasks.push(tokio::spawn(task));
     }
     let attempted = tasks.len() as u32;
-    let mut tally = Tally::new();
+    let mut counts = Counts::default();
     for task in tasks {
-        tally.merge(task.await.expect("a connection task panicked"));
+        counts.merge(task.await.expect("a connection task panicked"));
     }
-    if let Some(pacer) = pacer {
-        tally.pacer_lag = pacer.join().expect("the pacer panicked");
-    }
+    let pacer_lag = match pacer {
+        Some(pacer) => pacer.join().expect("the pacer panicked"),
+        None => outcome::histogram(),
+    };
+    let tally = Tally {
+        counts,
+        latency: live.timings.latency.merged(),
+        pacer_lag,
+        connect: live.timings.connect.merged(),
+        handshake: live.timings.handshake.merged(),
+    };
     progress.abort();
     let (user_end, system_end) = cpu::used();
     let cpu = Cpu::new(user_end - user, system_end - system, started.elapsed());

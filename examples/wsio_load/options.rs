@@ -74,6 +74,11 @@ pub(crate) struct Options {
     #[arg(long, value_name = "PATH")]
     pub(crate) json: Option<std::path::PathBuf>,
 
+    /// wss://: also trust the certificate authorities in this PEM file (besides the Mozilla
+    /// roots wsio trusts by default), for a server with a private or self-signed certificate.
+    #[arg(long, value_name = "PEM")]
+    pub(crate) ca: Option<std::path::PathBuf>,
+
     /// Refuse a target that does not resolve to loopback addresses only.
     #[arg(long)]
     pub(crate) loopback_only: bool,

@@ -1,9 +1,10 @@
-//! What one connection brings back (counts, histograms, its error) and the error kinds the
-//! report counts.
+//! What connections bring back (counts, errors, the timings they share) and the error kinds
+//! the report counts.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -118,22 +119,15 @@ impl Failed {
     }
 }
 
-/// Counts and histograms: of one connection, then of all of them merged.
-#[derive(Debug, Clone)]
-pub(crate) struct Tally {
+/// What one connection counts as it goes; the counts of all of them merged.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Counts {
     /// Messages scheduled inside the measured window, and their bytes.
     pub(crate) sent: u64,
     pub(crate) sent_bytes: u64,
     /// Echoes of those messages, and their bytes.
     pub(crate) received: u64,
     pub(crate) received_bytes: u64,
-    /// Nanoseconds from each measured message's scheduled send time to its echo.
-    pub(crate) latency: Histogram<u64>,
-    /// Open loop: nanoseconds the pacer released each message after its scheduled time.
-    pub(crate) pacer_lag: Histogram<u64>,
-    /// Nanoseconds to connect TCP, and then for TLS (if any) and the WebSocket handshake.
-    pub(crate) connect: Histogram<u64>,
-    pub(crate) handshake: Histogram<u64>,
     /// Connections opened (handshake done), and those with permessage-deflate agreed.
     pub(crate) opened: u64,
     pub(crate) deflate: u64,
@@ -143,35 +137,7 @@ pub(crate) struct Tally {
     pub(crate) errors: BTreeMap<Failure, (u64, String)>,
 }
 
-/// Up to an hour, at 3 significant digits.
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds")
-}
-
-/// Records `value` in nanoseconds, clamped to the histogram's range.
-pub(crate) fn record(histogram: &mut Histogram<u64>, value: Duration) {
-    let ns = u64::try_from(value.as_nanos()).unwrap_or(u64::MAX).max(1);
-    histogram.saturating_record(ns);
-}
-
-impl Tally {
-    pub(crate) fn new() -> Tally {
-        Tally {
-            sent: 0,
-            sent_bytes: 0,
-            received: 0,
-            received_bytes: 0,
-            latency: histogram(),
-            pacer_lag: histogram(),
-            connect: histogram(),
-            handshake: histogram(),
-            opened: 0,
-            deflate: 0,
-            completed: 0,
-            errors: BTreeMap::new(),
-        }
-    }
-
+impl Counts {
     pub(crate) fn error(&mut self, failed: Failed) {
         let entry = self
             .errors
@@ -180,15 +146,11 @@ impl Tally {
         entry.0 += 1;
     }
 
-    pub(crate) fn merge(&mut self, other: Tally) {
+    pub(crate) fn merge(&mut self, other: Counts) {
         self.sent += other.sent;
         self.sent_bytes += other.sent_bytes;
         self.received += other.received;
         self.received_bytes += other.received_bytes;
-        self.latency.add(&other.latency).expect("same bounds");
-        self.pacer_lag.add(&other.pacer_lag).expect("same bounds");
-        self.connect.add(&other.connect).expect("same bounds");
-        self.handshake.add(&other.handshake).expect("same bounds");
         self.opened += other.opened;
         self.deflate += other.deflate;
         self.completed += other.completed;
@@ -198,9 +160,89 @@ impl Tally {
     }
 }
 
-/// Counters every connection adds to as it goes, for the progress line.
-#[derive(Debug, Default)]
+/// Up to an hour, at 3 significant digits: about 270 KB of counters per histogram, which is
+/// why connections share [`Timings`] instead of keeping their own (10,000 connections with
+/// four each came to 10 GB, and the page faults of filling them to most of the client's time).
+pub(crate) fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds")
+}
+
+/// Records `value` in nanoseconds, clamped to the histogram's range.
+pub(crate) fn record(histogram: &mut Histogram<u64>, value: Duration) {
+    let ns = u64::try_from(value.as_nanos()).unwrap_or(u64::MAX).max(1);
+    histogram.saturating_record(ns);
+}
+
+/// One histogram that every connection records into, split into shards so that connections
+/// on different threads seldom wait for each other's lock.
+#[derive(Debug)]
+pub(crate) struct Sharded {
+    shards: Box<[Mutex<Histogram<u64>>]>,
+}
+
+/// Shards per histogram: a few per thread of a 2-to-8-core client keeps collisions rare.
+const SHARDS: usize = 16;
+
+impl Sharded {
+    fn new() -> Sharded {
+        Sharded {
+            shards: (0..SHARDS).map(|_| Mutex::new(histogram())).collect(),
+        }
+    }
+
+    /// Records `value` for connection `id`.
+    pub(crate) fn record(&self, id: u32, value: Duration) {
+        let shard = &self.shards[id as usize % SHARDS];
+        record(&mut shard.lock().expect("never poisoned"), value);
+    }
+
+    /// All shards in one histogram.
+    pub(crate) fn merged(&self) -> Histogram<u64> {
+        let mut all = histogram();
+        for shard in &self.shards {
+            all.add(&*shard.lock().expect("never poisoned"))
+                .expect("same bounds");
+        }
+        all
+    }
+}
+
+/// The timings every connection records into.
+#[derive(Debug)]
+pub(crate) struct Timings {
+    /// Nanoseconds from each measured message's scheduled send time to its echo.
+    pub(crate) latency: Sharded,
+    /// Nanoseconds to connect TCP, and then for TLS (if any) and the WebSocket handshake.
+    pub(crate) connect: Sharded,
+    pub(crate) handshake: Sharded,
+}
+
+impl Timings {
+    pub(crate) fn new() -> Timings {
+        Timings {
+            latency: Sharded::new(),
+            connect: Sharded::new(),
+            handshake: Sharded::new(),
+        }
+    }
+}
+
+/// What the whole run measured: the merged counts and histograms.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    pub(crate) counts: Counts,
+    pub(crate) latency: Histogram<u64>,
+    /// Open loop: nanoseconds the pacer released each message after its scheduled time.
+    pub(crate) pacer_lag: Histogram<u64>,
+    pub(crate) connect: Histogram<u64>,
+    pub(crate) handshake: Histogram<u64>,
+}
+
+/// What every connection adds to as it goes: the counters of the progress line, and the
+/// timings.
+#[derive(Debug)]
 pub(crate) struct Live {
+    pub(crate) timings: Timings,
     /// Echoes received (warm-up included) and their bytes.
     pub(crate) messages: AtomicU64,
     pub(crate) bytes: AtomicU64,
@@ -211,6 +253,16 @@ pub(crate) struct Live {
 }
 
 impl Live {
+    pub(crate) fn new() -> Live {
+        Live {
+            timings: Timings::new(),
+            messages: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            open: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        }
+    }
+
     pub(crate) fn echo(&self, bytes: usize) {
         self.messages.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);

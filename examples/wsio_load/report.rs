@@ -155,23 +155,24 @@ impl Report {
             connections: Connections {
                 requested: options.connections,
                 attempted,
-                opened: tally.opened,
-                completed: tally.completed,
-                failed: u64::from(attempted) - tally.completed,
-                compression_agreed: tally.deflate,
+                opened: tally.counts.opened,
+                completed: tally.counts.completed,
+                failed: u64::from(attempted) - tally.counts.completed,
+                compression_agreed: tally.counts.deflate,
             },
-            messages_sent: tally.sent,
-            messages_received: tally.received,
-            bytes_sent: tally.sent_bytes,
-            bytes_received: tally.received_bytes,
-            messages_per_sec: tally.received as f64 / seconds,
-            sent_bytes_per_sec: tally.sent_bytes as f64 / seconds,
-            received_bytes_per_sec: tally.received_bytes as f64 / seconds,
+            messages_sent: tally.counts.sent,
+            messages_received: tally.counts.received,
+            bytes_sent: tally.counts.sent_bytes,
+            bytes_received: tally.counts.received_bytes,
+            messages_per_sec: tally.counts.received as f64 / seconds,
+            sent_bytes_per_sec: tally.counts.sent_bytes as f64 / seconds,
+            received_bytes_per_sec: tally.counts.received_bytes as f64 / seconds,
             latency_us: Percentiles::of(&tally.latency),
             pacer_lag_us: Percentiles::of(&tally.pacer_lag),
             connect_us: Percentiles::of(&tally.connect),
             handshake_us: Percentiles::of(&tally.handshake),
             errors: tally
+                .counts
                 .errors
                 .iter()
                 .map(|(kind, (count, example))| {

@@ -1,0 +1,60 @@
+//! Test certificates made by rcgen: a certificate authority and server certificates it signs.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use wsio::tls::{CertificateDer, PrivateKeyDer};
+
+/// A test certificate authority.
+pub(crate) struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+/// A server certificate chain and its key, in DER and PEM.
+pub(crate) struct Leaf {
+    pub(crate) chain: Vec<CertificateDer<'static>>,
+    pub(crate) key: PrivateKeyDer<'static>,
+    pub(crate) chain_pem: String,
+    pub(crate) key_pem: String,
+}
+
+impl Ca {
+    pub(crate) fn new(name: &str) -> Ca {
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.distinguished_name.push(DnType::CommonName, name);
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        Ca { issuer }
+    }
+
+    pub(crate) fn der(&self) -> CertificateDer<'static> {
+        self.issuer.der().clone()
+    }
+
+    pub(crate) fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A server certificate for `names`, valid over `validity` (rcgen's default: 1975–4096).
+    pub(crate) fn leaf(&self, names: &[&str], validity: Option<(i32, i32)>) -> Leaf {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        if let Some((from, to)) = validity {
+            params.not_before = rcgen::date_time_ymd(from, 1, 1);
+            params.not_after = rcgen::date_time_ymd(to, 1, 1);
+        }
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            chain: vec![cert.der().clone(), self.der()],
+            key: PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            chain_pem: format!("{}{}", cert.pem(), self.pem()),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
