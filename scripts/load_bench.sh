@@ -10,7 +10,7 @@
 # permessage-deflate is off, as most published figures are. The JSON reports stay in
 # $OUT (default: a temporary directory).
 #
-# Usage: scripts/load_bench.sh            # 5 s per shape after 1 s of warm-up, ~80 s
+# Usage: scripts/load_bench.sh            # 5 s per shape after 1 s of warm-up, ~3 min
 #        DURATION=10 RATE=5000 SERVERS="wsio fastwebsockets" scripts/load_bench.sh
 # Client and server share the machine: the CPU column says how busy the client was.
 set -euo pipefail

@@ -320,6 +320,8 @@ async fn a_wss_run_trusts_the_given_authority_and_no_other() {
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let report = report.expect("a report even for a failed run");
     assert_eq!(report["errors"]["tls"]["count"], 3, "{report}");
-    let example = report["errors"]["tls"]["example"].as_str().unwrap_or_default();
+    let example = report["errors"]["tls"]["example"]
+        .as_str()
+        .unwrap_or_default();
     assert!(example.to_lowercase().contains("certificate"), "{report}");
 }
