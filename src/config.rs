@@ -134,12 +134,24 @@ impl Config {
         self
     }
 
-    /// Keepalive: when nothing has been received from the peer for this long, send a ping; if
-    /// nothing (the pong or any other frame) arrives within [`pong_timeout`](Self::pong_timeout)
-    /// after it, the connection is closed (1001) and receiving fails with a timeout error.
+    /// Keepalive: when nothing has been heard from the peer for this long, send a ping; if
+    /// nothing is heard within [`pong_timeout`](Self::pong_timeout) after it, the connection
+    /// is closed (1001) and receiving and sending fail with a timeout error.
+    ///
+    /// Heard means: any bytes read from the peer (the pong, any frame, or more of a long frame
+    /// still arriving), or the transport taking our bytes again after it had been full. A full
+    /// transport drains only as the peer acknowledges what it was sent, so an upload on a slow
+    /// link stays up even when the pong waits behind megabytes in the socket's buffers, while
+    /// a peer that vanished (no FIN, no RST: a pulled cable) is given up on, also by a sender
+    /// blocked because the peer stopped reading.
+    ///
     /// Keepalive runs whenever the connection is polled, to receive or to send (an upload that
-    /// never receives still finds out that the peer is gone). Activity is checked every quarter interval, so the ping leaves between 1 and
-    /// 1.25 intervals after the last frame. Default: `None` (off).
+    /// never receives still finds out that the peer is gone). Activity is checked every quarter
+    /// interval, so the ping leaves between 1 and 1.25 intervals after the peer was last heard,
+    /// and a vanished peer is given up on at most `1.25 × interval + pong_timeout` after.
+    /// Without keepalive, a vanished peer is noticed only by TCP itself (its retransmission
+    /// timeout, about 15 minutes on Linux, once there are bytes to deliver), or by
+    /// [`idle_timeout`](Self::idle_timeout). Default: `None` (off).
     pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
         self.ping_interval = interval;
         self

@@ -179,6 +179,10 @@ pub struct Connection {
     counters: Stats,
     /// Data frames sent or received (pieces of messages): what an idle timeout watches.
     data_events: u64,
+    /// The transport refused bytes (it was full) and has not taken any since.
+    write_blocked: bool,
+    /// Times it took bytes again after that: a sign the peer is alive (see [`Activity`]).
+    write_drains: u64,
     /// Payloads of pongs received and not yet taken, for the runtime to match against its
     /// pings (a few at most: older ones are dropped).
     pongs: VecDeque<Bytes>,
@@ -230,6 +234,8 @@ impl Connection {
             undelivered: None,
             counters: Stats::default(),
             data_events: 0,
+            write_blocked: false,
+            write_drains: 0,
             pongs: VecDeque::new(),
             unsent_pongs: VecDeque::new(),
             unsent_pong_bytes: 0,
@@ -416,6 +422,17 @@ impl Connection {
     pub fn record_wire(&mut self, received: usize, sent: usize) {
         self.counters.bytes_received += received as u64;
         self.counters.bytes_sent += sent as u64;
+        if sent > 0 && self.write_blocked {
+            self.write_blocked = false;
+            self.write_drains += 1;
+        }
+    }
+
+    /// The transport could not take bytes now (its buffer is full): when it takes some again,
+    /// [`record_wire`](Self::record_wire) counts that as a sign the peer is alive.
+    #[inline]
+    pub fn record_write_blocked(&mut self) {
+        self.write_blocked = true;
     }
 
     /// Hands `consumer` what comes next, decoding from `buf` when nothing was read ahead.
@@ -724,6 +741,8 @@ impl Connection {
     fn activity(&self) -> Activity {
         Activity {
             frames_received: self.decoder.frames_decoded(),
+            bytes_received: self.counters.bytes_received,
+            write_drains: self.write_drains,
             data_events: self.data_events,
         }
     }

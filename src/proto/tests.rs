@@ -325,6 +325,53 @@ fn keepalive_pings_an_answering_peer_and_gives_up_on_a_silent_one() {
     );
 }
 
+/// Steps a keepalive client alone (nothing ever comes back as a frame) through `seconds` of
+/// time, one second a step, calling `each_second` before each check; returns its expiry.
+fn silent_peer_for(seconds: u64, mut each_second: impl FnMut(&mut Connection)) -> Option<Expired> {
+    let mut conn = Connection::with_keys(
+        Role::Client,
+        keepalive(),
+        MaskKeys::seeded(Role::Client, [3; 32]),
+    );
+    let start = Instant::now();
+    for second in 0..=seconds {
+        each_second(&mut conn);
+        conn.handle_timeout(start + Duration::from_secs(second));
+        if conn.expired().is_some() {
+            break;
+        }
+    }
+    conn.expired()
+}
+
+#[test]
+fn keepalive_hears_the_peer_in_bytes_and_in_a_draining_transport_not_only_in_frames() {
+    // Nothing at all: the ping goes out at 10 s and expires 5 s later.
+    assert_eq!(silent_peer_for(60, |_| {}), Some(Expired::Pong));
+    // Bytes of a long frame arriving (no new frame header): the peer is alive.
+    assert_eq!(silent_peer_for(60, |conn| conn.record_wire(100, 0)), None);
+    // An upload on a slow link: the transport is full, and takes bytes again each second as
+    // the peer acknowledges; the pong to our ping is stuck behind the upload. Alive.
+    assert_eq!(
+        silent_peer_for(60, |conn| {
+            conn.record_wire(0, 1000);
+            conn.record_write_blocked();
+        }),
+        None
+    );
+    // A transport that takes bytes without ever having been full proves nothing (the peer may
+    // have vanished with our bytes still fitting in the buffers)...
+    assert_eq!(
+        silent_peer_for(60, |conn| conn.record_wire(0, 1000)),
+        Some(Expired::Pong)
+    );
+    // ...and neither does one that stays full.
+    assert_eq!(
+        silent_peer_for(60, Connection::record_write_blocked),
+        Some(Expired::Pong)
+    );
+}
+
 #[test]
 fn idle_timeout_counts_data_not_pings() {
     let config = ProtoConfig {

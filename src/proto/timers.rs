@@ -41,8 +41,26 @@ pub(crate) struct Periods {
 pub(crate) struct Activity {
     /// Frames received (any frame shows the peer is alive).
     pub(crate) frames_received: u64,
+    /// Bytes read from the transport: a frame that takes long to arrive (a large one on a slow
+    /// link) shows the peer alive all along, not only at its header.
+    pub(crate) bytes_received: u64,
+    /// Times the transport took bytes again after it had been full. A full transport drains
+    /// only as the peer acknowledges what it was sent, so an upload on a slow link shows the
+    /// peer alive even while the pong to our ping waits behind the upload's bytes; a peer that
+    /// vanished never drains it.
+    pub(crate) write_drains: u64,
     /// Data frames sent or received (what the idle timeout watches).
     pub(crate) data_events: u64,
+}
+
+impl Activity {
+    /// Whether `self` shows a sign of life from the peer since `before`.
+    #[inline]
+    fn heard_since(&self, before: &Activity) -> bool {
+        self.frames_received != before.frames_received
+            || self.bytes_received != before.bytes_received
+            || self.write_drains != before.write_drains
+    }
 }
 
 #[derive(Debug)]
@@ -91,10 +109,7 @@ impl Timers {
         }
         match &self.watch {
             None => self.watches(),
-            Some(watch) => {
-                watch.pong_deadline.is_some()
-                    && activity.frames_received != watch.seen.frames_received
-            }
+            Some(watch) => watch.pong_deadline.is_some() && activity.heard_since(&watch.seen),
         }
     }
 
@@ -138,12 +153,11 @@ impl Timers {
         let periods = self.periods;
         let watch = self.watch.as_mut()?;
         if now < watch.next_check
-            && !(watch.pong_deadline.is_some()
-                && activity.frames_received != watch.seen.frames_received)
+            && !(watch.pong_deadline.is_some() && activity.heard_since(&watch.seen))
         {
             return None;
         }
-        if activity.frames_received != watch.seen.frames_received {
+        if activity.heard_since(&watch.seen) {
             watch.last_heard = now;
             watch.pong_deadline = None;
         }

@@ -408,16 +408,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     fn poll_write_once(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let transmit = self.conn.transmit();
         transmit.prepare();
-        let written = if self.io.is_write_vectored() {
+        let polled = if self.io.is_write_vectored() {
             let mut slices = [IoSlice::new(&[]); MAX_IO_SLICES];
             match transmit.io_slices(&mut slices) {
                 // One slice (the common small message): a plain write is the cheaper syscall.
-                1 => ready!(Pin::new(&mut self.io).poll_write(cx, &slices[0]))?,
-                n => ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]))?,
+                1 => Pin::new(&mut self.io).poll_write(cx, &slices[0]),
+                n => Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]),
             }
         } else {
-            ready!(Pin::new(&mut self.io).poll_write(cx, transmit.first_chunk()))?
+            Pin::new(&mut self.io).poll_write(cx, transmit.first_chunk())
         };
+        let Poll::Ready(written) = polled else {
+            self.conn.record_write_blocked();
+            return Poll::Pending;
+        };
+        let written = written?;
         if written == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
@@ -906,7 +911,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             Err(_) => return Poll::Ready(Err(self.send_error())),
         };
         let slices = [IoSlice::new(&head[..head_len]), IoSlice::new(data)];
-        let written = match ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices)) {
+        let Poll::Ready(written) = Pin::new(&mut self.io).poll_write_vectored(cx, &slices) else {
+            self.conn.record_write_blocked();
+            return Poll::Pending;
+        };
+        let written = match written {
             Ok(0) => Err(io::Error::from(io::ErrorKind::WriteZero)),
             other => other,
         };
