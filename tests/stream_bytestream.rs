@@ -1,5 +1,6 @@
 //! `ByteStream`'s contract with the peer, frame by frame, against a scripted peer: writes leave
-//! as whole binary messages, a clean close reads as EOF, anything else as an error.
+//! as whole binary messages, a close with 1000 (or no code) between messages reads as EOF, and
+//! anything else as an error: another code, a close mid-message, no close at all.
 
 mod support;
 
@@ -84,4 +85,59 @@ async fn byte_stream_refuses_a_text_message() {
         .await
         .expect_err("a byte stream carries binary messages only");
     assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+}
+
+#[tokio::test]
+async fn byte_stream_reads_a_close_with_an_error_code_as_an_error_every_time() {
+    for code in [1001u16, 1011, 4000] {
+        let (ws, mut peer) = scripted(Role::Client, Config::default());
+        let mut stream = ByteStream::new(ws);
+        peer.send(true, OP_BINARY, b"part").await;
+        peer.send_close(code, b"upstream failed").await;
+        let mut got = Vec::new();
+        let e = within("read", stream.read_to_end(&mut got))
+            .await
+            .expect_err("a writer that did not finish: not EOF");
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted, "{code}: {e}");
+        assert!(e.to_string().contains(&code.to_string()), "{e}");
+        assert!(e.to_string().contains("upstream failed"), "{e}");
+        assert_eq!(got, b"part", "{code}: what came before is still read");
+        // Reading again does not turn the failure into EOF.
+        let again = within("read again", stream.read(&mut [0u8; 16])).await;
+        assert_eq!(
+            again.map_err(|e| e.kind()).expect_err("still an error"),
+            io::ErrorKind::ConnectionAborted
+        );
+        peer.expect_close(Some(code)).await;
+    }
+}
+
+#[tokio::test]
+async fn byte_stream_reads_a_close_in_the_middle_of_a_message_as_an_error() {
+    for close in [1000u16, 1011] {
+        let (ws, mut peer) = scripted(Role::Server, Config::default());
+        let mut stream = ByteStream::new(ws);
+        peer.send(true, OP_BINARY, b"whole ").await;
+        peer.send(false, OP_BINARY, b"cut").await;
+        peer.send_close(close, b"").await;
+        let mut got = Vec::new();
+        let e = within("read", stream.read_to_end(&mut got))
+            .await
+            .expect_err("a message cut short: not EOF");
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{close}: {e}");
+        assert_eq!(got, b"whole cut");
+    }
+}
+
+#[tokio::test]
+async fn byte_stream_reads_a_close_without_a_code_as_eof() {
+    let (ws, mut peer) = scripted(Role::Client, Config::default());
+    let mut stream = ByteStream::new(ws);
+    peer.send(true, OP_BINARY, b"all").await;
+    peer.send(true, OP_CLOSE, b"").await;
+    let mut got = Vec::new();
+    within("read to EOF", stream.read_to_end(&mut got))
+        .await
+        .expect("a close without a code (1005) ends the stream");
+    assert_eq!(got, b"all");
 }

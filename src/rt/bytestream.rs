@@ -20,7 +20,10 @@ use crate::proto::deflate::Compress;
 ///
 /// - **Reading** yields the payloads of incoming binary messages, concatenated; message
 ///   boundaries are not visible. A text message is an error (`InvalidData`). The peer's close
-///   reads as EOF; a connection that ends without one, or a protocol violation, is an error.
+///   with 1000 (what shutdown sends) reads as EOF; so does a close without a code. Anything
+///   else is an error, so that a cut-off transfer never looks complete: a close with another
+///   code (`ConnectionAborted`, naming it), a close in the middle of a message or a connection
+///   that ends without a close (`UnexpectedEof`), a protocol violation.
 /// - **Writing**: bytes are buffered up to `Config::stream_fragment_size` and each time that
 ///   fills, or on [`poll_flush`](AsyncWrite::poll_flush), they leave as **one complete binary
 ///   message** (a single frame with FIN set). A peer that only knows messages (a browser, Node
@@ -71,7 +74,7 @@ impl<S> ByteStream<S> {
         );
         ByteStream {
             driver,
-            read: ReadState::default(),
+            read: ReadState::between_messages(),
             write,
         }
     }

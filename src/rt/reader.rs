@@ -79,11 +79,7 @@ impl<'a, S> MessageReader<'a, S> {
         MessageReader {
             target,
             kind,
-            state: ReadState {
-                chunk,
-                message_ended: end,
-                closed: false,
-            },
+            state: ReadState::in_message(chunk, end),
         }
     }
 

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::driver::Driver;
 use super::split::Shared;
 use crate::error::Error;
+use crate::proto::close::{CloseCode, CloseFrame};
 use crate::proto::decoder::DataKind;
 use crate::proto::fragment::FragmentBuilder;
 use crate::proto::message::Message;
@@ -65,15 +66,27 @@ fn closed_mid_message() -> io::Error {
     )
 }
 
+/// The error a byte stream reads once the peer closed with a code other than 1000: the
+/// writer did not finish (1001, 1011...) or the connection failed, so what came is not whole.
+fn closed_abnormally(frame: &CloseFrame) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        format!("the peer closed the connection with {frame}, not 1000: the stream is incomplete"),
+    )
+}
+
 /// Incoming payload being handed to a reader.
 #[derive(Debug, Default)]
 pub(crate) struct ReadState {
     /// Bytes received and not yet read.
     pub(crate) chunk: Bytes,
-    /// The message being read has ended (for a message reader: EOF once `chunk` is empty).
+    /// The message being read has ended (for a message reader: EOF once `chunk` is empty; for
+    /// a byte stream: a close now ends the stream rather than cutting a message short).
     pub(crate) message_ended: bool,
-    /// The connection's close arrived cleanly (for a byte stream: EOF).
+    /// The connection's close arrived (for a byte stream: EOF, unless `abnormal_close`).
     pub(crate) closed: bool,
+    /// A byte stream's peer closed with a code other than 1000: every read fails.
+    abnormal_close: Option<CloseFrame>,
 }
 
 /// What a read follows: one message, or every binary message in turn.
@@ -84,6 +97,41 @@ pub(crate) enum ReadScope {
 }
 
 impl ReadState {
+    /// A byte stream's reading state before its first message.
+    pub(crate) fn between_messages() -> Self {
+        ReadState {
+            message_ended: true,
+            ..ReadState::default()
+        }
+    }
+
+    /// Reading a message of `chunk` so far (`end`: it is all of it).
+    pub(crate) fn in_message(chunk: Bytes, end: bool) -> Self {
+        ReadState {
+            chunk,
+            message_ended: end,
+            ..ReadState::default()
+        }
+    }
+
+    /// A byte stream's peer closed: EOF if it closed with 1000 (what
+    /// [`ByteStream`](super::ByteStream)'s shutdown sends) or with no code between messages,
+    /// an error otherwise.
+    fn close_stream(&mut self, frame: Option<CloseFrame>) -> io::Result<()> {
+        if !self.message_ended {
+            return Err(closed_mid_message());
+        }
+        self.closed = true;
+        match frame {
+            Some(frame) if frame.code != CloseCode::NORMAL => {
+                let error = closed_abnormally(&frame);
+                self.abnormal_close = Some(frame);
+                Err(error)
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn at_eof(&self, scope: ReadScope) -> bool {
         match scope {
             ReadScope::Message => self.message_ended,
@@ -100,14 +148,26 @@ impl ReadState {
     ) -> Poll<io::Result<bool>> {
         while self.chunk.is_empty() {
             if self.at_eof(scope) {
-                return Poll::Ready(Ok(false));
+                return Poll::Ready(match &self.abnormal_close {
+                    Some(frame) => Err(closed_abnormally(frame)),
+                    None => Ok(false),
+                });
             }
             let received = match ready!(driver.poll_receive(cx, Consumer::Stream)) {
                 Some(Ok(received)) => received,
                 Some(Err(e)) => return Poll::Ready(Err(e.into())),
-                None if scope == ReadScope::Connection => {
-                    self.closed = true;
+                // Nothing more will come: the close was taken already (by a message receiver
+                // before the stream began), or the connection failed and said so before.
+                None if scope == ReadScope::Connection && driver.conn().received_close() => {
+                    let peer_close = driver.conn().peer_close().cloned();
+                    self.close_stream(peer_close)?;
                     continue;
+                }
+                None if scope == ReadScope::Connection => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the connection ended without a close: the stream is incomplete",
+                    )))
                 }
                 None => return Poll::Ready(Err(closed_mid_message())),
             };
@@ -129,8 +189,8 @@ impl ReadState {
                     self.chunk = data;
                     self.message_ended = end;
                 }
-                Received::Message(Message::Close(_)) if scope == ReadScope::Connection => {
-                    self.closed = true
+                Received::Message(Message::Close(frame)) if scope == ReadScope::Connection => {
+                    self.close_stream(frame)?
                 }
                 Received::Message(Message::Close(_)) => {
                     return Poll::Ready(Err(closed_mid_message()))
@@ -161,9 +221,7 @@ impl ReadState {
                     match ready!(driver.poll_read_direct(cx, dst)) {
                         Ok(Some((n, chunk))) => {
                             buf.advance(n);
-                            if chunk.end {
-                                self.message_ended = true;
-                            }
+                            self.message_ended = chunk.end;
                             return Poll::Ready(Ok(()));
                         }
                         Ok(None) => {} // the reason surfaces through poll_fill
