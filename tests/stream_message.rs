@@ -464,3 +464,59 @@ async fn rest_of_a_dropped_message_is_not_counted_against_max_message_size() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_leaked_writer_never_corrupts_the_next_message() {
+    for compression in [true, false] {
+        let mut config = config(FRAGMENT);
+        if !compression {
+            config = config.compression(None);
+        }
+        let (mut client, mut server) = tcp_pair(config).await;
+        assert_eq!(client.permessage_deflate().is_some(), compression);
+        within(
+            "leaking a writer before its first frame, then writing",
+            async {
+                let mut leaked = client.send_stream(DataKind::Binary);
+                leaked.write_all(&pattern(7, 3000)).await.unwrap();
+                std::mem::forget(leaked);
+                let mut writer = client.send_stream(DataKind::Binary);
+                writer.write_all(b"the next message").await.unwrap();
+                writer.shutdown().await.unwrap();
+            },
+        )
+        .await;
+        match within("receiving", server.recv()).await {
+            Some(Ok(Message::Binary(got))) => {
+                assert_eq!(&got[..], b"the next message", "compression {compression}")
+            }
+            other => panic!("compression {compression}: expected the next message, got {other:?}"),
+        }
+
+        // Leaked after a frame left: its message stays open, so later messages are refused,
+        // as `send` refuses them, rather than continuing it or interleaving with it.
+        within("leaking a writer after a frame", async {
+            let mut leaked = client.send_stream(DataKind::Binary);
+            leaked.write_all(b"first part").await.unwrap();
+            leaked.flush().await.unwrap();
+            std::mem::forget(leaked);
+            let mut writer = client.send_stream(DataKind::Binary);
+            let e = writer
+                .write_all(b"must not join the leaked message")
+                .await
+                .expect_err("another message is open");
+            assert!(e.to_string().contains("another message"), "{e}");
+            assert!(writer.shutdown().await.is_err());
+            drop(writer);
+            let e = client
+                .send(Message::binary("whole"))
+                .await
+                .expect_err("send refuses too");
+            assert!(e.to_string().contains("another message"), "{e}");
+        })
+        .await;
+        // The peer saw only the leaked message's first frame: no second message, no failure.
+        let got = tokio::time::timeout(QUIET, server.recv()).await;
+        assert!(got.is_err(), "compression {compression}: {got:?}");
+    }
+}

@@ -910,6 +910,21 @@ impl Connection {
         Ok(())
     }
 
+    /// A streamed message is about to take its first bytes (or its only, empty, frame). Fails
+    /// while another message is still open: its writer was leaked (`mem::forget`), so it never
+    /// ended it, and messages cannot interleave, as for [`send`](Self::send). Input a leaked
+    /// writer left in the compressor before its first frame is dropped: the peer never saw it.
+    pub fn begin_streamed_message(&mut self) -> Result<(), SendError> {
+        self.check_can_send()?;
+        if self.sending.is_some() {
+            return Err(UsageError::MessageInProgress.into());
+        }
+        if let Some(compressor) = self.compressor.as_mut().filter(|c| c.is_open()) {
+            compressor.abandon();
+        }
+        Ok(())
+    }
+
     /// Whether a streamed message sent under `compress` is compressed: whenever
     /// permessage-deflate was agreed, unless `compress` is [`Compress::Never`].
     pub fn compresses_stream(&self, compress: Compress) -> bool {

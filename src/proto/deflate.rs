@@ -156,8 +156,13 @@ impl Compressor {
 
     /// Forgets a streamed message that will never end (its writer vanished): the stream starts
     /// afresh. Always safe for the receiver: a new stream only refers to what it sent itself.
+    ///
+    /// The zlib state is freed, not kept as a spare: zlib-rs 0.6's reset leaves level 1's
+    /// "block open" flag set when a block was open, so a reset state would go on with the old
+    /// block and emit data the peer cannot inflate. Streams that ended (sync flush, block
+    /// closed) reset cleanly and are kept.
     pub(crate) fn abandon(&mut self) {
-        self.release();
+        self.stream = None;
         self.out = Vec::new();
         self.shown = 0;
         self.open = false;

@@ -300,3 +300,54 @@ fn an_eight_bit_window_codes_literals_only() {
         .unwrap();
     assert_eq!(&out[..raw.total_out() as usize], &message[..]);
 }
+
+#[test]
+fn an_abandoned_stream_leaves_nothing_behind_for_the_next_message() {
+    let settings = settings();
+    let mut inflater = Inflater::new(&settings);
+    let noise = |n: usize| -> Vec<u8> {
+        let mut x = 0x9e37_79b9_u32;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect()
+    };
+    // Level 1 (wsio's default) is zlib-rs's "quick" strategy, which keeps a block open
+    // across calls: the case that once carried over into the next message.
+    for (abandoned_len, level, mem_level) in [
+        (0usize, 1, 5),
+        (10, 1, 5),
+        (3_000, 1, 5),
+        (100_000, 1, 5),
+        (3_000, 6, 8),
+        (100_000, 6, 8),
+    ] {
+        let settings = DeflateSettings {
+            level,
+            mem_level,
+            ..settings
+        };
+        let mut compressor = Compressor::new(settings);
+        // A message the peer already holds, so the window matters.
+        let first = compressor.compress_message(b"a message before").unwrap();
+        assert_eq!(
+            inflate(&mut inflater, DataKind::Binary, &first, 99),
+            b"a message before"
+        );
+        // A streamed message written (its output framed nowhere), then abandoned.
+        let _ = compressor.write(&text(abandoned_len)).unwrap();
+        let _ = compressor.write(&noise(abandoned_len)).unwrap();
+        compressor.abandon();
+        let mut payload = compressor.write(b"the next message").unwrap().to_vec();
+        payload.extend_from_slice(compressor.finish().unwrap());
+        assert_eq!(
+            inflate(&mut inflater, DataKind::Binary, &payload, 99),
+            b"the next message",
+            "after abandoning {abandoned_len} bytes"
+        );
+    }
+}

@@ -264,6 +264,9 @@ pub(crate) struct WriteState {
     /// most a fragment's worth of them, so the peer never inflates more than that at once.
     taken_in_frame: usize,
     utf8: Option<Utf8Validator>,
+    /// A message writer's message began on the connection (see
+    /// `Connection::begin_streamed_message`): its frames are this writer's to end.
+    pub(crate) begun: bool,
     /// The final frame was queued; nothing more may be written.
     pub(crate) finished: bool,
     /// Bytes written since the writer last read ahead for the receiving side.
@@ -286,6 +289,7 @@ impl WriteState {
             compressed,
             taken_in_frame: 0,
             utf8: (kind == DataKind::Text).then(Utf8Validator::new),
+            begun: false,
             finished: false,
             since_read_ahead: 0,
         }
@@ -312,6 +316,20 @@ impl WriteState {
 
     fn frame_fin(&self) -> bool {
         self.scope == WriteScope::Connection
+    }
+
+    /// A message writer's first bytes (or its empty final frame): the message begins on the
+    /// connection, which refuses it while a leaked writer's message is still open.
+    fn begin<S>(&mut self, driver: &mut Driver<S>) -> Result<(), Error> {
+        if self.begun || self.scope == WriteScope::Connection {
+            return Ok(());
+        }
+        driver
+            .conn_mut()
+            .begin_streamed_message()
+            .map_err(|e| driver.refusal(e))?;
+        self.begun = true;
+        Ok(())
     }
 
     /// Queues the frame being built (a message's non-final fragment, or a whole message).
@@ -345,6 +363,7 @@ impl WriteState {
         }
         // Backpressure: wait while the transmit queue is full.
         ready!(driver.poll_ready(cx))?;
+        self.begin(driver)?;
         let direct = driver.conn().role() == Role::Server
             && self.builder.is_empty()
             && !driver.conn().wants_write()
@@ -460,6 +479,7 @@ impl WriteState {
                 ));
             }
         }
+        self.begin(driver)?;
         self.finished = true;
         match self.scope {
             WriteScope::Message => self.send(driver, true)?,

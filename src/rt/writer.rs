@@ -134,7 +134,8 @@ impl<S> Drop for MessageWriter<'_, S> {
         }
         let state = &mut self.state;
         self.target.with(|driver| {
-            if state.has_unframed() || driver.conn().sending_message() {
+            // Only its own message: one a leaked writer left open is not this writer's to end.
+            if state.begun && (state.has_unframed() || driver.conn().sending_message()) {
                 // The connection may be closed already; then there is nothing left to end.
                 let _ = state.queue_final(driver);
             }
