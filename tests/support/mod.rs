@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod certs;
+pub(crate) mod faulty;
 pub(crate) mod peers;
 pub(crate) mod pipe;
 pub(crate) mod stream;
