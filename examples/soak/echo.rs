@@ -24,6 +24,8 @@ use crate::tally::{Fault, Tally};
 
 /// How long after the stop the last echoes may take to come back.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long after the stop a connection may take to drain and close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Largest piece written at once through the stream APIs, so that bodies leave in pieces.
 const MAX_PIECE: usize = 16 * 1024;
 
@@ -68,7 +70,8 @@ pub(crate) struct EchoPlan {
     pub(crate) max_size: usize,
 }
 
-/// Runs an echoing connection (counted open by the caller) until the run stops and its echoes are all back, then closes.
+/// Runs an echoing connection (counted open by the caller) until the run stops and its
+/// echoes are all back, then closes.
 pub(crate) async fn run(
     ws: WebSocket<TcpStream>,
     api: Api,
@@ -116,7 +119,7 @@ pub(crate) async fn run(
         tokio::select! {
             outcome = exchange => outcome,
             () = stopped_and_drained(stopped) => Err(format!(
-                "still open {DRAIN_TIMEOUT:?} after the stop (echoes or the close missing)"
+                "still open {CLOSE_TIMEOUT:?} after the stop (echoes or the close missing)"
             )),
         }
     };
@@ -151,10 +154,10 @@ pub(crate) fn stopped(now: &Load) -> bool {
     *now == Load::Stopped
 }
 
-/// Resolves [`DRAIN_TIMEOUT`] after the stop.
+/// Resolves [`CLOSE_TIMEOUT`] after the stop.
 async fn stopped_and_drained(mut stop: watch::Receiver<Load>) {
     let _ = stop.wait_for(stopped).await;
-    tokio::time::sleep(DRAIN_TIMEOUT + Duration::from_secs(5)).await;
+    tokio::time::sleep(CLOSE_TIMEOUT).await;
 }
 
 /// When a connection may send its next message: on its timetable, with room in its window,

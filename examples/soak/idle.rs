@@ -25,7 +25,8 @@ pub(crate) enum IdlePhase {
     Close,
 }
 
-/// Holds an idle connection (counted open by the caller) until the end, checks it if `sampled`, and closes it.
+/// Holds an idle connection (counted open by the caller) until the end, checks it if
+/// `sampled`, and closes it.
 pub(crate) async fn run(
     mut ws: WebSocket<TcpStream>,
     id: u32,

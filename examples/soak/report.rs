@@ -76,7 +76,8 @@ impl Sample {
             .as_secs_f64();
         format!(
             "[{:>5.0} s] rss {}  fds {}  msgs {} ({:.0}/s)  {}  open {}+{} (server {})  \
-             churn {} (+{})  tw {}  listen drops +{}  cpu/msg {}  cpu server {:.0}% client {:.0}%  errors {}",
+             churn {} (+{})  tw {}  listen drops +{}  cpu/msg {}  cpu server {:.0}% \
+             client {:.0}%  errors {}",
             self.at.as_secs_f64(),
             mib(self.rss),
             self.fds,
