@@ -223,7 +223,7 @@ impl Acceptor {
     /// 400, 405, 426, 431 or 505, see
     /// [`HandshakeError::status_for_reply`](crate::handshake::HandshakeError::status_for_reply)),
     /// refused by the origin check (403) or by [`on_request`](Self::on_request)
-    /// ([`HandshakeError::Rejected`](crate::handshake::HandshakeError::Rejected)).
+    /// ([`HandshakeError::Rejected`]).
     ///
     /// # Cancel safety
     /// Dropping the future drops `io` mid-handshake; nothing else is affected.

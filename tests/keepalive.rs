@@ -87,10 +87,11 @@ async fn silent_peer_fails_with_a_pong_timeout(library_is_client: bool) {
     );
     assert_eq!(ws.ready_state(), ReadyState::Closed);
     assert!(within("after the timeout", ws.recv()).await.is_none());
+    // A send afterwards says why nothing can be sent any more, as the receiver was told.
     let err = within("send after", ws.send_text("late"))
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Closed, "{err:?}");
+    assert!(matches!(err, Error::Timeout(Timeout::Pong)), "{err:?}");
 
     // What reached the peer meanwhile: exactly one keepalive ping, then a 1001 close.
     assert_eq!(

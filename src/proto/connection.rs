@@ -912,7 +912,7 @@ impl Connection {
 
     /// A streamed message is about to take its first bytes (or its only, empty, frame). Fails
     /// while another message is still open: its writer was leaked (`mem::forget`), so it never
-    /// ended it, and messages cannot interleave, as for [`send`](Self::send). Input a leaked
+    /// ended it, and messages cannot interleave, as for [`send_message`](Self::send_message). Input a leaked
     /// writer left in the compressor before its first frame is dropped: the peer never saw it.
     pub fn begin_streamed_message(&mut self) -> Result<(), SendError> {
         self.check_can_send()?;

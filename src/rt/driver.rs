@@ -28,7 +28,7 @@ use crate::proto::close::CloseFrame;
 use crate::proto::connection::Connection;
 use crate::proto::decoder::{DataKind, DirectChunk};
 use crate::proto::encoder::MAX_IO_SLICES;
-use crate::proto::{Consumer, Received, Role};
+use crate::proto::{Consumer, Expired, Received, Role};
 
 /// The largest read of the stream API. Streamed reads start at `Config::read_buffer_size`
 /// and double while reads fill the room they are given, so a bulk transfer reaches few, large
@@ -218,11 +218,18 @@ impl<S> Driver<S> {
         f(self, &mut Context::from_waker(&waker))
     }
 
-    /// The error a send gets once nothing more can be sent: the peer's close or the violation
-    /// that failed the connection, when one did (a timeout is reported to the receiver).
+    /// The error a send gets once nothing more can be sent: the violation that failed the
+    /// connection, the keepalive or idle timeout that gave up on the peer (a sender blocked by
+    /// a vanished peer learns why as the receiver does), or the peer's close.
     pub(crate) fn send_error(&self) -> Error {
         if let Some(reason) = self.conn.failure() {
             return reason.clone().into();
+        }
+        match self.conn.expired() {
+            Some(expired @ (Expired::Pong | Expired::Idle)) => {
+                return Error::Timeout(expired.into())
+            }
+            Some(Expired::Close) | None => {}
         }
         if self.conn.received_close() {
             return Error::PeerClosed(self.conn.peer_close().cloned());
@@ -356,7 +363,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     pub(crate) fn poll_flush_io(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let flushed = self.poll_flush_all(cx);
         self.read_ahead_unless_received(cx);
-        flushed
+        if flushed.is_pending() {
+            self.poll_gave_up(cx)
+        } else {
+            flushed
+        }
+    }
+
+    /// A sender waiting for a full transport: a vanished peer never drains it, so the wake-up
+    /// that ends the wait is a deadline's. The timers run here (the read ahead may have skipped
+    /// them) and are armed with this context; once the connection has given up on the peer or
+    /// failed, the sender learns why instead of waiting for a transport that never drains.
+    #[inline(never)]
+    fn poll_gave_up(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.poll_timers(cx);
+        if self.conn.expired().is_some() || self.conn.failure().is_some() {
+            Poll::Ready(Err(self.send_error()))
+        } else {
+            Poll::Pending
+        }
     }
 
     /// A sender's read ahead, skipped when a receiver has polled since the last one: then the
@@ -388,7 +413,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
     fn poll_flush_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.write_failed {
-            return Poll::Ready(Err(Error::Closed));
+            return Poll::Ready(Err(self.send_error()));
         }
         let result = ready!(self.poll_flush_inner(cx));
         if result.is_err() {
@@ -465,7 +490,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             // One write at a time: room for the next message is all that is needed, so a sender
             // can queue while earlier bytes are still draining.
             if self.write_failed {
-                return Poll::Ready(Err(Error::Closed));
+                return Poll::Ready(Err(self.send_error()));
             }
             if let Err(e) = ready!(self.poll_write_once(cx)) {
                 self.write_failed = true;
