@@ -143,7 +143,11 @@ impl Config {
     /// transport drains only as the peer acknowledges what it was sent, so an upload on a slow
     /// link stays up even when the pong waits behind megabytes in the socket's buffers, while
     /// a peer that vanished (no FIN, no RST: a pulled cable) is given up on, also by a sender
-    /// blocked because the peer stopped reading.
+    /// blocked because the peer stopped reading. How late a pong may come on a busy link
+    /// depends on what waits unsent in the OS before the ping: on the TCP connections the
+    /// client opens that is at most 128 KiB
+    /// ([`ClientBuilder::unsent_limit`](crate::ClientBuilder::unsent_limit)); a server sets the
+    /// same limit with [`transport::limit_unsent`](crate::transport::limit_unsent).
     ///
     /// Keepalive runs whenever the connection is polled, to receive or to send (an upload that
     /// never receives still finds out that the peer is gone). Activity is checked every quarter

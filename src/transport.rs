@@ -15,6 +15,41 @@ use rustls::{ProtocolVersion, SupportedCipherSuite};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// The unsent bytes the client asks the OS to hold at most on the TCP connections it opens,
+/// unless [`ClientBuilder::unsent_limit`](crate::ClientBuilder::unsent_limit) says otherwise.
+pub const DEFAULT_UNSENT_LIMIT: u32 = 128 * 1024;
+
+/// Asks the OS to hold at most `bytes` not yet sent on `tcp` (`TCP_NOTSENT_LOWAT`, on Linux and
+/// Android; elsewhere this does nothing and returns `Ok`). What is in flight is still as much
+/// as TCP's window allows, so throughput does not suffer; what waits behind it does.
+///
+/// Without a limit, the OS takes megabytes of an upload into its send buffer (Linux grows it up
+/// to `tcp_wmem`'s maximum, 4 MiB by default): a pong, a close or a keepalive ping written after
+/// them waits until they are sent, seconds on a slow link, long enough for the peer (or this
+/// side's own keepalive) to give up on a connection that is only slow. With a limit, they wait
+/// behind at most `bytes`, and a blocked writer is woken as the link drains, which keepalive
+/// counts as a sign of life (see [`Config::ping_interval`](crate::Config::ping_interval)).
+/// The client sets [`DEFAULT_UNSENT_LIMIT`] on the connections it opens; a server can set it on
+/// the connections it accepts:
+///
+/// ```no_run
+/// # async fn demo(listener: tokio::net::TcpListener) -> wsio::Result<()> {
+/// let (tcp, _) = listener.accept().await?;
+/// wsio::transport::limit_unsent(&tcp, wsio::transport::DEFAULT_UNSENT_LIMIT)?;
+/// let (ws, _request) = wsio::accept(tcp).await?;
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// The OS refused the option.
+pub fn limit_unsent(tcp: &TcpStream, bytes: u32) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    socket2::SockRef::from(tcp).set_tcp_notsent_lowat(bytes)?;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (tcp, bytes);
+    Ok(())
+}
+
 /// A TCP connection, with or without TLS: the transport of a connection opened by
 /// [`connect`](crate::connect).
 #[non_exhaustive]

@@ -86,6 +86,32 @@ async fn a_plain_connection_reports_addresses_and_no_tls() {
     assert!(!ws.get_ref().tcp().nodelay().unwrap());
 }
 
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_connections_the_client_opens_limit_what_waits_unsent() {
+    let notsent_lowat = |ws: &wsio::WebSocket<MaybeTlsStream>| {
+        socket2::SockRef::from(ws.get_ref().tcp())
+            .tcp_notsent_lowat()
+            .unwrap()
+    };
+    let (addr, _seen) = accepting().await;
+    let (ws, _) = wsio::connect(format!("ws://{addr}/")).await.unwrap();
+    assert_eq!(notsent_lowat(&ws), wsio::transport::DEFAULT_UNSENT_LIMIT);
+    let (ws, _) = ClientBuilder::new()
+        .unsent_limit(Some(16 * 1024))
+        .connect(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    assert_eq!(notsent_lowat(&ws), 16 * 1024);
+    // No limit: the kernel's own default, which the option reads as 0.
+    let (ws, _) = ClientBuilder::new()
+        .unsent_limit(None)
+        .connect(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    assert_eq!(notsent_lowat(&ws), 0);
+}
+
 #[tokio::test]
 async fn the_request_carries_every_builder_setting() {
     let (addr, mut seen) = accepting().await;

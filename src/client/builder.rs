@@ -66,6 +66,7 @@ impl fmt::Debug for ClientBuilder {
             .field("connect_timeout", &self.dial.connect_timeout)
             .field("connect_attempt_timeout", &self.dial.attempt_timeout)
             .field("nodelay", &self.dial.nodelay)
+            .field("unsent_limit", &self.dial.unsent_limit)
             .field("tls_config", &self.dial.tls_config.is_some())
             .field("root_certificates", &self.dial.root_certificates.len())
             .finish()
@@ -207,6 +208,16 @@ impl ClientBuilder {
     /// leave at once. Default: `true`.
     pub fn nodelay(mut self, nodelay: bool) -> Self {
         self.dial.nodelay = nodelay;
+        self
+    }
+
+    /// At most this many bytes not yet sent may wait in the OS for the TCP connection, or no
+    /// limit with `None`; see [`transport::limit_unsent`](crate::transport::limit_unsent) for
+    /// why (pongs, closes and keepalive pings stay prompt during an upload on a slow link).
+    /// Linux and Android; elsewhere it has no effect. Default:
+    /// [`DEFAULT_UNSENT_LIMIT`](crate::transport::DEFAULT_UNSENT_LIMIT), 128 KiB.
+    pub fn unsent_limit(mut self, bytes: Option<u32>) -> Self {
+        self.dial.unsent_limit = bytes;
         self
     }
 

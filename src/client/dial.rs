@@ -26,6 +26,7 @@ pub(super) struct Dialer {
     pub(super) connect_timeout: Duration,
     pub(super) attempt_timeout: Option<Duration>,
     pub(super) nodelay: bool,
+    pub(super) unsent_limit: Option<u32>,
     pub(super) tls_config: Option<Arc<ClientConfig>>,
     pub(super) root_certificates: Vec<CertificateDer<'static>>,
 }
@@ -36,6 +37,7 @@ impl Default for Dialer {
             connect_timeout: Duration::from_secs(60),
             attempt_timeout: None,
             nodelay: true,
+            unsent_limit: Some(crate::transport::DEFAULT_UNSENT_LIMIT),
             tls_config: None,
             root_certificates: Vec::new(),
         }
@@ -98,6 +100,9 @@ impl Dialer {
                     .collect();
             let tcp = connect_addrs(&addrs, deadline, self.attempt_timeout, &target.host).await?;
             tcp.set_nodelay(self.nodelay)?;
+            if let Some(bytes) = self.unsent_limit {
+                crate::transport::limit_unsent(&tcp, bytes)?;
+            }
             Ok(match tls {
                 None => MaybeTlsStream::Plain(tcp),
                 Some(TlsTarget { config, name }) => {

@@ -91,6 +91,10 @@ pub(crate) struct ProxyOptions {
     /// doubles the figure and stops autotuning it). Small buffers make a blocked writer block
     /// after little data; `None` keeps the kernel's defaults.
     pub(crate) socket_buffer: Option<u32>,
+    /// For [`ws_pair_through_proxy`]: the unsent-bytes limit both WebSocket ends set on their
+    /// TCP connection (`wsio::transport::limit_unsent`), as wsio's dialer does by default;
+    /// `None` leaves the kernel's default (no limit).
+    pub(crate) unsent_limit: Option<u32>,
 }
 
 /// The handle of a running proxy; dropping it stops the proxy and closes its connections.
@@ -412,6 +416,9 @@ pub(crate) async fn ws_pair_through_proxy(
     let server = async move {
         let (tcp, _) = listener.accept().await.expect("accept");
         tcp.set_nodelay(true).expect("nodelay");
+        if let Some(bytes) = options.unsent_limit {
+            wsio::transport::limit_unsent(&tcp, bytes).expect("server unsent limit");
+        }
         Acceptor::new()
             .config(server)
             .accept(tcp)
@@ -427,6 +434,9 @@ pub(crate) async fn ws_pair_through_proxy(
         }
         let tcp = socket.connect(proxy_addr).await.expect("connect");
         tcp.set_nodelay(true).expect("nodelay");
+        if let Some(bytes) = options.unsent_limit {
+            wsio::transport::limit_unsent(&tcp, bytes).expect("client unsent limit");
+        }
         ClientBuilder::new()
             .config(client)
             .connect_on(tcp, format!("ws://{proxy_addr}/faulty"))
