@@ -10,7 +10,8 @@ use std::sync::Mutex;
 pub(crate) enum Fault {
     /// A sequence number skipped, or a message never echoed by the end.
     Lost,
-    /// A sequence number that came again, or came after a later one.
+    /// A sequence number that came again, or came after a later one (a reordering therefore
+    /// counts one lost, when the later message arrives, and one duplicated).
     Duplicated,
     /// An echo whose header, length, checksum or kind is not what was sent.
     Corrupted,
