@@ -20,7 +20,7 @@ use crate::tally::{Fault, Gauge, Tally};
 
 /// Short-lived connections under way at most; past it the churn skips (and counts) a
 /// connection rather than piling up tasks when the machine falls behind.
-const MAX_UNDER_WAY: i64 = 2_000;
+pub(crate) const MAX_UNDER_WAY: i64 = 2_000;
 
 /// Opens `per_sec` connections a second until `stop`, then waits for those under way.
 pub(crate) async fn run(

@@ -75,6 +75,16 @@ fn main() -> ExitCode {
     if options.server {
         return server::run(&options);
     }
+    // Each process holds every held connection plus the churn under way, plus a few files of
+    // its own: better to say so now than to fail the ramp with EMFILE.
+    let files_needed = u64::from(options.connections) + churn::MAX_UNDER_WAY as u64 + 64;
+    if file_limit < files_needed {
+        eprintln!(
+            "soak: the open-file limit is {file_limit} (hard limit, `ulimit -Hn`) and this run \
+             needs {files_needed}: raise it or lower --connections"
+        );
+        return ExitCode::from(2);
+    }
     // Started from the main thread, which lives as long as the process: the child's death
     // signal is tied to the thread that started it.
     let server = match ServerChild::start(&options) {
