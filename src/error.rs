@@ -116,6 +116,9 @@ pub enum TlsError {
     InvalidServerName(String),
     /// PEM data could not be read, or holds no certificate or no private key; the text says which.
     Pem(String),
+    /// The certificate authorities given to verify client certificates cannot be used (none
+    /// given, or none usable); the text says why.
+    ClientRoots(String),
 }
 
 impl TlsError {
@@ -136,6 +139,9 @@ impl fmt::Display for TlsError {
                 write!(f, "{host:?} is not a valid TLS server name")
             }
             TlsError::Pem(why) => write!(f, "cannot read PEM: {why}"),
+            TlsError::ClientRoots(why) => {
+                write!(f, "cannot verify client certificates: {why}")
+            }
         }
     }
 }
@@ -220,8 +226,23 @@ impl std::error::Error for Error {
 }
 
 impl From<io::Error> for Error {
+    /// Transport I/O, except a rustls error travelling inside the `io::Error` (tokio-rustls
+    /// reports TLS failures so, also after the TLS handshake: a TLS 1.3 client learns that the
+    /// server refused its certificate when it reads the upgrade response), which is
+    /// [`Error::Tls`].
     fn from(e: io::Error) -> Self {
-        Error::Io(e)
+        if !e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+            return Error::Io(e);
+        }
+        match e
+            .into_inner()
+            .map(|inner| inner.downcast::<rustls::Error>())
+        {
+            Some(Ok(rustls)) => (*rustls).into(),
+            // Unreachable after the check above; keep the error rather than panic.
+            Some(Err(inner)) => Error::Io(io::Error::new(io::ErrorKind::InvalidData, inner)),
+            None => Error::Io(io::Error::from(io::ErrorKind::InvalidData)),
+        }
     }
 }
 

@@ -376,7 +376,7 @@ where
     timeout_at(deadline, tls.accept(io))
         .await
         .map_err(|_elapsed| Error::Timeout(Timeout::Handshake))?
-        .map_err(crate::tls::from_io)
+        .map_err(Error::from)
 }
 
 /// An upgrade request that was read and passed every check, waiting for the application's

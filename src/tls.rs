@@ -49,12 +49,12 @@
 //! # }
 //! ```
 
-use std::io;
 use std::sync::{Arc, OnceLock};
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, ServerConfig};
 use tokio::net::TcpStream;
 
 pub use crate::error::TlsError;
@@ -62,28 +62,12 @@ use crate::error::{Error, Result};
 
 pub use rustls;
 pub use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+pub use rustls::RootCertStore;
 pub use tokio_rustls;
 pub use tokio_rustls::TlsAcceptor;
 
 /// The ALPN protocol a WebSocket handshake runs over (RFC 6455 is HTTP/1.1 only).
 const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
-
-/// Classifies an error from a tokio-rustls handshake: a rustls error travels inside the
-/// `io::Error` and becomes [`Error::Tls`]; anything else is transport I/O.
-pub(crate) fn from_io(e: io::Error) -> Error {
-    if !e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
-        return Error::Io(e);
-    }
-    match e
-        .into_inner()
-        .map(|inner| inner.downcast::<rustls::Error>())
-    {
-        Some(Ok(rustls)) => (*rustls).into(),
-        // Unreachable after the check above; keep the error rather than panic.
-        Some(Err(inner)) => Error::Io(io::Error::new(io::ErrorKind::InvalidData, inner)),
-        None => Error::Io(io::Error::from(io::ErrorKind::InvalidData)),
-    }
-}
 
 /// The crypto provider every config built here uses: *ring*, named explicitly so that the
 /// process-wide default (which may be unset, or ambiguous when several providers are compiled
@@ -100,6 +84,56 @@ fn provider() -> Arc<CryptoProvider> {
 pub fn default_root_store() -> RootCertStore {
     RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    }
+}
+
+/// A client's certificate chain (its own certificate first) and private key, for mutual TLS:
+/// presented when the server asks for a client certificate. Set it with
+/// [`ClientBuilder::client_identity`](crate::client::ClientBuilder::client_identity).
+pub struct Identity {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl Identity {
+    /// An identity of `chain` (end-entity certificate first) and its `key`. Whether they match
+    /// is checked when a connection is made (an [`Error::Tls`] then).
+    pub fn new(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Self {
+        Identity { chain, key }
+    }
+
+    /// An identity from a PEM certificate chain and a PEM private key.
+    ///
+    /// # Errors
+    /// [`TlsError::Pem`] for unreadable PEM.
+    pub fn from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<Self> {
+        Ok(Identity::new(
+            certificates_from_pem(chain_pem)?,
+            private_key_from_pem(key_pem)?,
+        ))
+    }
+
+    /// The certificate chain, the client's own certificate first.
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Identity {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Identity {
+    /// The chain's length only: a private key is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("certificates", &self.chain.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -124,6 +158,24 @@ pub fn client_config(roots: RootCertStore) -> Result<Arc<ClientConfig>> {
     Ok(Arc::new(config))
 }
 
+/// Like [`client_config`], presenting `identity` when the server asks for a client
+/// certificate (mutual TLS).
+///
+/// # Errors
+/// [`TlsError::Rustls`] when the key is unusable or does not match the certificate.
+pub fn client_config_with_identity(
+    roots: RootCertStore,
+    identity: &Identity,
+) -> Result<Arc<ClientConfig>> {
+    let identity = identity.clone();
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(identity.chain, identity.key)?;
+    config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// The default client config ([`client_config`] of [`default_root_store`]), built once.
 pub(crate) fn default_client_config() -> Result<Arc<ClientConfig>> {
     static DEFAULT: OnceLock<Arc<ClientConfig>> = OnceLock::new();
@@ -144,7 +196,7 @@ pub(crate) async fn connect(
     tokio_rustls::TlsConnector::from(config)
         .connect(server_name, tcp)
         .await
-        .map_err(from_io)
+        .map_err(Error::from)
 }
 
 /// The server name to verify for `host` (a DNS name or an IP address, without brackets).
@@ -186,10 +238,71 @@ pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<ServerConfig>> {
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+    server_config_with_client_auth(chain, key, ClientAuth::None)
+}
+
+/// Whether a server asks TLS clients for a certificate, and which authorities it trusts for
+/// them (mutual TLS). A certificate a client presents must verify against the roots, be valid
+/// now and allowed for client authentication; the verified chain is then readable on the
+/// connection with [`TransportInfo::tls_peer_certificates`](crate::TransportInfo::tls_peer_certificates)
+/// (and the same method of the `WebSocket`).
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    /// No certificate is asked for.
+    None,
+    /// A certificate is asked for; a client without one is let in (and has no peer
+    /// certificates), one with a certificate that does not verify is refused.
+    Optional(RootCertStore),
+    /// A client without a certificate that verifies is refused in the TLS handshake.
+    Required(RootCertStore),
+}
+
+/// Like [`server_config`], asking clients for certificates as `client_auth` says.
+///
+/// ```no_run
+/// # fn demo() -> wsio::Result<()> {
+/// use wsio::tls::{certificates_from_pem, ClientAuth, RootCertStore};
+/// let mut client_cas = RootCertStore::empty();
+/// for ca in certificates_from_pem(&std::fs::read("clients-ca.pem")?)? {
+///     client_cas.add(ca).map_err(wsio::tls::TlsError::Rustls)?;
+/// }
+/// let config = wsio::tls::server_config_with_client_auth(
+///     wsio::tls::certificates_from_pem(&std::fs::read("cert.pem")?)?,
+///     wsio::tls::private_key_from_pem(&std::fs::read("key.pem")?)?,
+///     ClientAuth::Required(client_cas),
+/// )?;
+/// let acceptor = wsio::tls::TlsAcceptor::from(config);
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// [`TlsError::Rustls`] when the key is unusable or does not match the certificate;
+/// [`TlsError::ClientRoots`] when the roots hold no usable authority.
+pub fn server_config_with_client_auth(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    client_auth: ClientAuth,
+) -> Result<Arc<ServerConfig>> {
+    let builder =
+        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = match client_auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        ClientAuth::Optional(roots) | ClientAuth::Required(roots) if roots.is_empty() => {
+            return Err(TlsError::ClientRoots("no certificate authority given".into()).into())
+        }
+        ClientAuth::Optional(roots) => builder.with_client_cert_verifier(
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| TlsError::ClientRoots(e.to_string()))?,
+        ),
+        ClientAuth::Required(roots) => builder.with_client_cert_verifier(
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| TlsError::ClientRoots(e.to_string()))?,
+        ),
+    };
+    let mut config = builder.with_single_cert(chain, key)?;
     config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
     Ok(Arc::new(config))
 }
@@ -219,6 +332,8 @@ pub fn acceptor_from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor
 
 #[cfg(test)]
 mod tests {
+    use std::io;
+
     use super::*;
 
     #[test]
@@ -255,7 +370,7 @@ mod tests {
 
     #[test]
     fn io_errors_carrying_rustls_errors_become_tls_errors() {
-        let e = from_io(io::Error::new(
+        let e = Error::from(io::Error::new(
             io::ErrorKind::InvalidData,
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
         ));
@@ -266,7 +381,7 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
-        let e = from_io(io::Error::from(io::ErrorKind::ConnectionReset));
+        let e = Error::from(io::Error::from(io::ErrorKind::ConnectionReset));
         assert_eq!(e.kind(), crate::ErrorKind::Io);
     }
 }

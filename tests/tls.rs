@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use wsio::error::{HandshakeError, Timeout};
 use wsio::server::{Accept, Acceptor, Reject};
 use wsio::tls::rustls::{self, CertificateError, ProtocolVersion, RootCertStore};
-use wsio::tls::{CertificateDer, TlsAcceptor, TlsError};
+use wsio::tls::{CertificateDer, ClientAuth, Identity, TlsAcceptor, TlsError};
 mod support;
 
 use support::certs::Ca;
@@ -43,6 +43,9 @@ async fn serve(
                             version: ws.tls_protocol_version(),
                             alpn: ws.tls_alpn_protocol().map(<[u8]>::to_vec),
                             client_certificates: ws.tls_peer_certificates().map(<[_]>::len),
+                            client_certificate: ws
+                                .tls_peer_certificates()
+                                .and_then(|chain| chain.first().cloned()),
                             cipher_suite: ws.tls_cipher_suite().is_some(),
                             peer: ws.peer_addr().unwrap(),
                         }));
@@ -67,6 +70,8 @@ struct ServerSaw {
     version: Option<ProtocolVersion>,
     alpn: Option<Vec<u8>>,
     client_certificates: Option<usize>,
+    /// The client's own certificate, when it presented one (mutual TLS).
+    client_certificate: Option<CertificateDer<'static>>,
     cipher_suite: bool,
     peer: std::net::SocketAddr,
 }
@@ -442,4 +447,152 @@ async fn generic_splitters_work_over_tls_under_load_both_ways() {
     .await;
     assert!(read.is_ok(), "the split byte stream stalled over TLS");
     drop(writer.await.unwrap());
+}
+
+/// A server presenting a `localhost` certificate from `server_ca`, asking clients for
+/// certificates as `client_auth` says.
+async fn serve_mutual(
+    server_ca: &Ca,
+    client_auth: ClientAuth,
+) -> (u16, mpsc::UnboundedReceiver<wsio::Result<ServerSaw>>) {
+    let leaf = server_ca.leaf(&["localhost"], None);
+    let config =
+        wsio::tls::server_config_with_client_auth(leaf.chain, leaf.key, client_auth).unwrap();
+    serve(TlsAcceptor::from(config), Acceptor::new()).await
+}
+
+fn roots_of(ca: &Ca) -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.der()).unwrap();
+    roots
+}
+
+#[tokio::test]
+async fn a_client_certificate_is_verified_and_readable_on_the_server() {
+    let (server_ca, client_ca) = (Ca::new("wsio server CA"), Ca::new("wsio client CA"));
+    let (port, mut saw) =
+        serve_mutual(&server_ca, ClientAuth::Required(roots_of(&client_ca))).await;
+    let client = client_ca.client_leaf("alice");
+    let identity =
+        Identity::from_pem(client.chain_pem.as_bytes(), client.key_pem.as_bytes()).unwrap();
+    assert_eq!(identity.chain(), &client.chain[..]);
+    assert!(
+        !format!("{identity:?}").contains("PRIVATE"),
+        "a key is never printed"
+    );
+    let (mut ws, _) = ClientBuilder::new()
+        .add_root_certificate(server_ca.der())
+        .client_identity(identity)
+        .connect(format!("wss://localhost:{port}/"))
+        .await
+        .unwrap();
+    echo(&mut ws).await;
+    let server = saw.recv().await.unwrap().unwrap();
+    assert_eq!(server.client_certificates, Some(client.chain.len()));
+    assert_eq!(server.client_certificate.as_ref(), Some(&client.chain[0]));
+}
+
+#[tokio::test]
+async fn a_required_client_certificate_that_is_missing_or_untrusted_fails_on_both_sides() {
+    let (server_ca, client_ca) = (Ca::new("wsio server CA"), Ca::new("wsio client CA"));
+    let (port, mut saw) =
+        serve_mutual(&server_ca, ClientAuth::Required(roots_of(&client_ca))).await;
+    let builder = ClientBuilder::new().add_root_certificate(server_ca.der());
+
+    // No certificate at all.
+    let error = builder
+        .connect(format!("wss://localhost:{port}/"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(error.kind(), ErrorKind::Tls, "{error:?}");
+    assert!(
+        error.to_string().to_lowercase().contains("certificate"),
+        "{error}"
+    );
+    let server_error = saw.recv().await.unwrap().err().unwrap();
+    assert_eq!(server_error.kind(), ErrorKind::Tls, "{server_error:?}");
+    assert!(
+        matches!(&server_error, Error::Tls(tls)
+            if matches!(**tls, TlsError::Rustls(rustls::Error::NoCertificatesPresented))),
+        "{server_error:?}"
+    );
+
+    // A certificate from an authority the server does not trust.
+    let stranger = Ca::new("some other CA").client_leaf("mallory");
+    let error = builder
+        .clone()
+        .client_identity(Identity::new(stranger.chain, stranger.key))
+        .connect(format!("wss://localhost:{port}/"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(error.kind(), ErrorKind::Tls, "{error:?}");
+    let server_error = saw.recv().await.unwrap().err().unwrap();
+    assert_eq!(
+        certificate_error(&server_error),
+        CertificateError::UnknownIssuer
+    );
+
+    // A certificate for servers only (no client-authentication usage) is refused too.
+    let server_only = client_ca.leaf(&["alice"], None);
+    let error = builder
+        .clone()
+        .client_identity(Identity::new(server_only.chain, server_only.key))
+        .connect(format!("wss://localhost:{port}/"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(error.kind(), ErrorKind::Tls, "{error:?}");
+    let server_error = saw.recv().await.unwrap().err().unwrap();
+    assert_eq!(server_error.kind(), ErrorKind::Tls, "{server_error:?}");
+}
+
+#[tokio::test]
+async fn an_optional_client_certificate_lets_anonymous_clients_in() {
+    let (server_ca, client_ca) = (Ca::new("wsio server CA"), Ca::new("wsio client CA"));
+    let (port, mut saw) =
+        serve_mutual(&server_ca, ClientAuth::Optional(roots_of(&client_ca))).await;
+    let builder = ClientBuilder::new().add_root_certificate(server_ca.der());
+    let (mut ws, _) = builder
+        .connect(format!("wss://localhost:{port}/"))
+        .await
+        .unwrap();
+    echo(&mut ws).await;
+    assert_eq!(saw.recv().await.unwrap().unwrap().client_certificate, None);
+    let client = client_ca.client_leaf("bob");
+    let (mut ws, _) = builder
+        .client_identity(Identity::new(client.chain.clone(), client.key))
+        .connect(format!("wss://localhost:{port}/"))
+        .await
+        .unwrap();
+    echo(&mut ws).await;
+    assert_eq!(
+        saw.recv()
+            .await
+            .unwrap()
+            .unwrap()
+            .client_certificate
+            .as_ref(),
+        Some(&client.chain[0])
+    );
+}
+
+#[test]
+fn client_authentication_needs_an_authority() {
+    let ca = Ca::new("wsio server CA");
+    let leaf = ca.leaf(&["localhost"], None);
+    let error = wsio::tls::server_config_with_client_auth(
+        leaf.chain,
+        leaf.key,
+        ClientAuth::Required(RootCertStore::empty()),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(&error, Error::Tls(tls) if matches!(**tls, TlsError::ClientRoots(_))),
+        "{error:?}"
+    );
+    let error = Identity::from_pem(b"junk", b"junk").unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Tls);
 }

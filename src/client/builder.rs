@@ -239,6 +239,29 @@ impl ClientBuilder {
         self
     }
 
+    /// Present `identity` (a certificate chain and its key) when a `wss://` server asks for a
+    /// client certificate (mutual TLS). A server that requires one refuses the connection
+    /// without it: the handshake then fails with [`Error::Tls`] (the server's alert, e.g.
+    /// "certificate required"). Ignored when [`tls_config`](Self::tls_config) is set (give that
+    /// config its own client certificate).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> wsio::Result<()> {
+    /// let identity = wsio::tls::Identity::from_pem(
+    ///     &std::fs::read("client-chain.pem")?,
+    ///     &std::fs::read("client-key.pem")?,
+    /// )?;
+    /// let (ws, _) = wsio::ClientBuilder::new()
+    ///     .client_identity(identity)
+    ///     .connect("wss://internal.example.com/feed")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn client_identity(mut self, identity: crate::tls::Identity) -> Self {
+        self.dial.identity = Some(identity);
+        self
+    }
+
     /// Completes `request` with the builder's settings; `credentials` says whether the
     /// credential headers it carries (its own and the builder's) may be sent.
     fn handshake(

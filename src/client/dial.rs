@@ -29,6 +29,7 @@ pub(super) struct Dialer {
     pub(super) unsent_limit: Option<u32>,
     pub(super) tls_config: Option<Arc<ClientConfig>>,
     pub(super) root_certificates: Vec<CertificateDer<'static>>,
+    pub(super) identity: Option<tls::Identity>,
 }
 
 impl Default for Dialer {
@@ -40,6 +41,7 @@ impl Default for Dialer {
             unsent_limit: Some(crate::transport::DEFAULT_UNSENT_LIMIT),
             tls_config: None,
             root_certificates: Vec::new(),
+            identity: None,
         }
     }
 }
@@ -75,14 +77,17 @@ impl Dialer {
         if let Some(config) = &self.tls_config {
             return Ok(config.clone());
         }
-        if self.root_certificates.is_empty() {
+        if self.root_certificates.is_empty() && self.identity.is_none() {
             return tls::default_client_config();
         }
         let mut roots = tls::default_root_store();
         for certificate in &self.root_certificates {
             roots.add(certificate.clone())?;
         }
-        tls::client_config(roots)
+        match &self.identity {
+            Some(identity) => tls::client_config_with_identity(roots, identity),
+            None => tls::client_config(roots),
+        }
     }
 
     /// Resolves `target`'s host, connects TCP and, with `tls`, TLS, all within the connect

@@ -721,7 +721,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             if self.read_done {
                 self.finish();
                 let error = match self.read_error.take() {
-                    Some(e) => Error::Io(e),
+                    Some(e) => Error::from(e),
                     None => Error::abnormal_closure(),
                 };
                 return Poll::Ready(Some(Err(error)));

@@ -39,9 +39,23 @@ impl Ca {
 
     /// A server certificate for `names`, valid over `validity` (rcgen's default: 1975–4096).
     pub(crate) fn leaf(&self, names: &[&str], validity: Option<(i32, i32)>) -> Leaf {
+        self.signed(names, ExtendedKeyUsagePurpose::ServerAuth, validity)
+    }
+
+    /// A client certificate (for mutual TLS) naming `name`.
+    pub(crate) fn client_leaf(&self, name: &str) -> Leaf {
+        self.signed(&[name], ExtendedKeyUsagePurpose::ClientAuth, None)
+    }
+
+    fn signed(
+        &self,
+        names: &[&str],
+        purpose: ExtendedKeyUsagePurpose,
+        validity: Option<(i32, i32)>,
+    ) -> Leaf {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names).unwrap();
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = vec![purpose];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         if let Some((from, to)) = validity {
             params.not_before = rcgen::date_time_ymd(from, 1, 1);
