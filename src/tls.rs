@@ -21,13 +21,17 @@
 //! every TLS default. There is deliberately no switch that turns verification off: a test that
 //! needs a self-signed server adds its certificate as a root.
 //!
+//! **Client certificates** (mutual TLS): [`ClientBuilder::client_identity`](crate::client::ClientBuilder::client_identity)
+//! presents an [`Identity`] to servers that ask for one.
+//!
 //! # Server
 //!
 //! Build a [`TlsAcceptor`] from a certificate chain and key with [`acceptor_from_pem`] or
 //! [`acceptor`], then hand each TCP connection to
 //! [`Acceptor::accept_tls`](crate::server::Acceptor::accept_tls) (TLS and WebSocket handshakes
 //! under one deadline), or accept TLS yourself and pass the `TlsStream` to
-//! [`accept`](crate::accept), which takes any stream.
+//! [`accept`](crate::accept), which takes any stream. To ask clients for certificates, build the
+//! config with [`server_config_with_client_auth`] and a [`ClientAuth`].
 //!
 //! ```no_run
 //! # async fn demo() -> wsio::Result<()> {

@@ -36,7 +36,7 @@ pub const DEFAULT_UNSENT_LIMIT: u32 = 128 * 1024;
 /// # async fn demo(listener: tokio::net::TcpListener) -> wsio::Result<()> {
 /// let (tcp, _) = listener.accept().await?;
 /// wsio::transport::limit_unsent(&tcp, wsio::transport::DEFAULT_UNSENT_LIMIT)?;
-/// let (ws, _request) = wsio::accept(tcp).await?;
+/// let ws = wsio::accept(tcp).await?;
 /// # Ok(()) }
 /// ```
 ///
