@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, the import graph, unit/integration/doc tests, Autobahn
-# in both roles, then a short fuzzing run of the sans-io layers. Installs what it needs: the real
-# peers of tests/real_peers.rs (Python websockets, Node ws) through scripts/install-peers.sh,
+# The whole test suite: formatting, lints, the import graph, unit/integration/doc tests, a
+# 60-s soak, Autobahn in both roles, then a short fuzzing run of the sans-io layers. Installs
+# what it needs: the real peers of tests/real_peers.rs (Python websockets, Node ws) through
+# scripts/install-peers.sh,
 # Autobahn's Python 2.7 toolchain through ../shared/autobahn/setup.sh, cargo-fuzz through
 # scripts/fuzz.sh.
 set -euo pipefail
@@ -20,6 +21,10 @@ bash scripts/install-browser.sh
 step "cargo test"
 cargo test --all-targets
 cargo test --doc
+step "Soak, CI length: 10,000 held connections, 1,000 echoing, 500 churn/s for 60 s (examples/soak)"
+# The unoptimised build cargo test just made; the 10-minute run is
+# `cargo run --release --example soak`.
+target/debug/examples/soak --duration 60 --messages-per-sec 500
 step "Autobahn|Testsuite, server and client roles (strict)"
 bash scripts/autobahn.sh
 step "Fuzzing the sans-io parsers, 20 s per target (scripts/fuzz.sh)"
