@@ -85,6 +85,7 @@ pub mod proto;
 mod rt;
 pub mod server;
 pub mod tls;
+mod trace;
 pub mod transport;
 
 pub use client::{connect, connect_on, ClientBuilder};

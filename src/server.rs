@@ -256,7 +256,9 @@ impl Acceptor {
     {
         let deadline = deadline_after(self.config.get_handshake_timeout());
         let io = tls_handshake(tls, io, deadline).await?;
-        self.accept_until(io, deadline).await
+        let (ws, request) = self.accept_until(io, deadline).await?;
+        crate::trace::tls_accepted(&ws);
+        Ok((ws, request))
     }
 
     /// Reads and checks the upgrade request from `io`, the first half of an accept in two

@@ -348,7 +348,10 @@ impl ClientBuilder {
             let deadline = deadline_after(self.config.get_handshake_timeout());
             let error = match handshake::client(io, handshake, self.config.clone(), deadline).await
             {
-                Ok(done) => return Ok(done),
+                Ok(done) => {
+                    crate::trace::dialed(&done.0);
+                    return Ok(done);
+                }
                 Err(error) => error,
             };
             let error = match (&self.auth_challenge, &answered) {

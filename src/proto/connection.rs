@@ -173,6 +173,10 @@ pub struct Connection {
     expiry_unreported: bool,
     failure: Option<FailReason>,
     peer_close: Option<CloseFrame>,
+    /// The peer's close arrived before we had sent ours: the peer began the closing handshake.
+    peer_closed_first: bool,
+    /// The code of the close frame we sent (`None` before, or for a close without a code).
+    sent_close_code: Option<CloseCode>,
     /// A close or failure decoded but not yet handed out: it waits until the reply it queued
     /// has left, and until what was decoded before it was taken.
     undelivered: Option<Undelivered>,
@@ -231,6 +235,8 @@ impl Connection {
             expiry_unreported: false,
             failure: None,
             peer_close: None,
+            peer_closed_first: false,
+            sent_close_code: None,
             undelivered: None,
             counters: Stats::default(),
             data_events: 0,
@@ -279,6 +285,16 @@ impl Connection {
     /// The peer's close frame, once received (`None` also when it had no code).
     pub fn peer_close(&self) -> Option<&CloseFrame> {
         self.peer_close.as_ref()
+    }
+
+    /// Whether the peer began the closing handshake (its close came before we sent ours).
+    pub fn peer_closed_first(&self) -> bool {
+        self.peer_closed_first
+    }
+
+    /// The code of the close frame we sent, if we sent one with a code.
+    pub fn sent_close_code(&self) -> Option<CloseCode> {
+        self.sent_close_code
     }
 
     /// Why the connection failed, if it did.
@@ -690,6 +706,7 @@ impl Connection {
                 match CloseFrame::parse(payload) {
                     Ok(frame) => {
                         self.received_close = true;
+                        self.peer_closed_first = !self.sent_close;
                         if !self.sent_close {
                             // Echo the code (RFC 6455 §5.5.1), without repeating the reason.
                             let echo = frame
@@ -1099,6 +1116,7 @@ impl Connection {
     }
 
     fn queue_close(&mut self, frame: Option<&CloseFrame>) {
+        self.sent_close_code = frame.map(|f| f.code);
         self.queue_frame(OpCode::Close, CloseFrame::encode(frame));
         self.sent_close = true;
         self.timers.start_closing();

@@ -29,6 +29,7 @@ use crate::proto::connection::Connection;
 use crate::proto::decoder::{DataKind, DirectChunk};
 use crate::proto::encoder::MAX_IO_SLICES;
 use crate::proto::{Consumer, Expired, Received, Role};
+use crate::trace::{self, conn_event, ConnSpan};
 
 /// The largest read of the stream API. Streamed reads start at `Config::read_buffer_size`
 /// and double while reads fill the room they are given, so a bulk transfer reaches few, large
@@ -82,6 +83,8 @@ pub(crate) struct Driver<S> {
     finished: bool,
     /// What the opening handshake agreed on.
     negotiated: Negotiated,
+    /// The connection's `tracing` span (`crate::trace`).
+    span: ConnSpan,
     /// Pings sent with [`WebSocket::ping`](crate::WebSocket::ping), oldest first.
     pings: VecDeque<PendingPing>,
 }
@@ -139,9 +142,15 @@ impl<S> Driver<S> {
             probe_armed: false,
             last_probe: None,
             finished: false,
+            span: trace::conn_span(role, &negotiated),
             negotiated,
             pings: VecDeque::new(),
         }
+    }
+
+    /// The connection's `tracing` span (an empty struct without the `tracing` feature).
+    pub(crate) fn span(&self) -> &ConnSpan {
+        &self.span
     }
 
     /// The protocol state.
@@ -184,6 +193,23 @@ impl<S> Driver<S> {
 
     /// Marks the end: nothing more is received, and pings still waiting for a pong fail.
     fn finish(&mut self) {
+        if !self.finished {
+            conn_event!(
+                &self.span,
+                DEBUG,
+                closed_by = if self.conn.peer_closed_first() {
+                    "peer"
+                } else if self.conn.sent_close() {
+                    "us"
+                } else {
+                    "nobody (the transport ended)"
+                },
+                peer_code = self.conn.peer_close().map(|f| f.code.0),
+                peer_reason = self.conn.peer_close().map(|f| f.reason.as_str()),
+                sent_code = self.conn.sent_close_code().map(|c| c.0),
+                "connection closed"
+            );
+        }
         self.finished = true;
         self.pings.clear();
     }
@@ -299,10 +325,27 @@ impl<S> Driver<S> {
         self.poll_timers_slow(cx)
     }
 
+    /// Passes the time to the core; with `tracing`, says when a deadline gave up on the peer.
+    fn feed_time(&mut self) {
+        #[cfg(feature = "tracing")]
+        let expired_before = self.conn.expired();
+        self.conn.handle_timeout(now());
+        #[cfg(feature = "tracing")]
+        if let (None, Some(expired)) = (expired_before, self.conn.expired()) {
+            conn_event!(
+                &self.span,
+                INFO,
+                timeout = ?expired,
+                "gave up on the peer: {}",
+                crate::error::Timeout::from(expired)
+            );
+        }
+    }
+
     #[inline(never)]
     fn poll_timers_slow(&mut self, cx: &mut Context<'_>) -> bool {
         if self.conn.needs_now() {
-            self.conn.handle_timeout(now());
+            self.feed_time();
         }
         let mut fired = false;
         while let Some(deadline) = self.conn.poll_timeout() {
@@ -324,7 +367,7 @@ impl<S> Driver<S> {
                     continue;
                 }
             }
-            self.conn.handle_timeout(now());
+            self.feed_time();
             fired = true;
             if self.conn.poll_timeout() == Some(deadline) {
                 // Not due yet by the clock the core was given; look again at the next wake-up.
@@ -699,7 +742,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     }
                     return Poll::Ready(Some(Ok(item)));
                 }
-                Some(Err(reason)) => return Poll::Ready(Some(Err(reason.into()))),
+                Some(Err(reason)) => {
+                    conn_event!(
+                        &self.span,
+                        WARN,
+                        close_code = reason.close_code().0,
+                        "connection failed: {}",
+                        Error::from(reason.clone())
+                    );
+                    return Poll::Ready(Some(Err(reason.into())));
+                }
                 None if self.conn.transmit().end_position() != queued => {
                     continue; // replies to what was decoded (a ping the stream API skips)
                 }

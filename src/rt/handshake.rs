@@ -16,6 +16,7 @@ use crate::error::{Error, HandshakeError, Result, Timeout};
 use crate::handshake::client::{content_length, ClientHandshake, ParsedResponse, MAX_REFUSED_BODY};
 use crate::handshake::server::{parse_request, write_response, Accept, Reject};
 use crate::proto::Role;
+use crate::trace::{conn_event, loose_event};
 
 /// How much to read at a time while the HTTP head is incomplete.
 const HEAD_READ: usize = 1024;
@@ -68,11 +69,17 @@ where
             let _ = timeout_at(deadline, read_refusal_body(&mut io, &head, &mut body)).await;
             let (parts, ()) = head.into_parts();
             let response = Response::from_parts(parts, body.freeze());
+            loose_event!(
+                DEBUG,
+                status = response.status().as_u16(),
+                "the server refused the upgrade"
+            );
             return Err(HandshakeError::Refused(Box::new(response)).into());
         }
     };
     buf.advance(parsed.head_len);
     let ws = WebSocket::from_negotiated(io, Role::Client, config, buf, parsed.negotiated())?;
+    conn_event!(ws.span(), DEBUG, "opening handshake done");
     Ok((ws, parsed.response))
 }
 
@@ -161,6 +168,11 @@ where
         Ok(Ok(Err(e))) => {
             let status = e.status_for_reply().unwrap_or(StatusCode::BAD_REQUEST);
             let body = e.to_string();
+            loose_event!(
+                DEBUG,
+                status = status.as_u16(),
+                "refused an upgrade request: {body}"
+            );
             send_refusal(&mut io, &Reject::new(status).body(body), deadline).await;
             Err(e.into())
         }
@@ -181,6 +193,12 @@ where
     if Instant::now() >= deadline {
         return Err(handshake_timeout());
     }
+    loose_event!(
+        DEBUG,
+        status = reject.status().as_u16(),
+        path = %read.request.uri(),
+        "refused an upgrade request"
+    );
     send_refusal(&mut io, reject, deadline).await;
     Ok(())
 }
@@ -226,6 +244,7 @@ where
         .map_err(|_elapsed| handshake_timeout())??;
     buf.advance(head_len);
     let ws = WebSocket::from_negotiated(io, Role::Server, config, buf, negotiated)?;
+    conn_event!(ws.span(), DEBUG, path = %request.uri(), "opening handshake done");
     Ok((ws, request))
 }
 

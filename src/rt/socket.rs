@@ -92,6 +92,11 @@ impl<S> WebSocket<S> {
         })
     }
 
+    /// The connection's `tracing` span (`crate::trace`).
+    pub(crate) fn span(&self) -> &crate::trace::ConnSpan {
+        self.driver.span()
+    }
+
     /// The connection's state.
     pub fn ready_state(&self) -> ReadyState {
         if self.driver.is_finished() {
