@@ -7,6 +7,7 @@ pub use crate::proto::error::{CapacityError, FailReason, ProtocolError, UsageErr
 
 use crate::proto::close::{CloseCode, CloseFrame};
 use crate::proto::connection::SendError;
+use crate::proto::message::Message;
 use crate::proto::Expired;
 
 /// A `Result` with [`Error`].
@@ -39,6 +40,14 @@ pub enum Error {
     Usage(UsageError),
     /// A configuration value is out of range.
     InvalidConfig(&'static str),
+    /// A value could not be encoded into a message by a typed send (`send_json`,
+    /// `send_with_codec`): nothing was sent, and the connection is as it was.
+    Encode(EncodeError),
+    /// A received message could not be decoded into the type asked for by a typed receive
+    /// (`recv_json`, `recv_with_codec`). Not a protocol violation: the connection stays open and
+    /// the next receive gets the next message. The error holds the message and the format's
+    /// error.
+    Decode(Box<DecodeError>),
     /// TLS failed: the peer's certificate did not verify, the TLS handshake failed, or a
     /// certificate or key could not be loaded.
     Tls(Box<TlsError>),
@@ -70,6 +79,10 @@ pub enum ErrorKind {
     Usage,
     /// A configuration value out of range.
     InvalidConfig,
+    /// A typed send could not encode its value ([`Error::Encode`]).
+    Encode,
+    /// A typed receive could not decode a message ([`Error::Decode`]); the connection is open.
+    Decode,
     /// TLS: certificate verification, the TLS handshake, or loading certificates and keys.
     Tls,
 }
@@ -155,6 +168,115 @@ impl std::error::Error for TlsError {
     }
 }
 
+/// An error from a codec or a serde format, boxed.
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A value that a typed send could not encode. Found in [`Error::Encode`], whose
+/// [`kind`](Error::kind) is [`ErrorKind::Encode`]. Nothing was sent.
+///
+/// The format's error is its [`source`](std::error::Error::source) (for JSON a
+/// `serde_json::Error`: a map with keys that are not strings, a `Serialize` impl that failed).
+#[derive(Debug)]
+pub struct EncodeError(BoxError);
+
+impl EncodeError {
+    // Made by the typed senders and receivers of the `serde` feature only.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
+    pub(crate) fn new(source: impl Into<BoxError>) -> Self {
+        EncodeError(source.into())
+    }
+
+    /// The format's error.
+    pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+
+    /// The format's error, to downcast (`serde_json::Error` for JSON).
+    pub fn into_inner(self) -> BoxError {
+        self.0
+    }
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot encode the value: {}", self.0)
+    }
+}
+
+impl std::error::Error for EncodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// A received message that a typed receive could not decode into the type asked for. Found
+/// in [`Error::Decode`], whose [`kind`](Error::kind) is [`ErrorKind::Decode`].
+///
+/// The peer did nothing wrong by the protocol, so the connection stays open and the next
+/// receive gets the next message. Nothing received is lost: the error holds the message
+/// ([`message`](Self::message), [`into_message`](Self::into_message)), to log it or to decode
+/// it some other way, and the format's error ([`inner`](Self::inner), also its
+/// [`source`](std::error::Error::source); for JSON a `serde_json::Error` with its line and
+/// column, or "expected a text message" for a binary one).
+#[derive(Debug)]
+pub struct DecodeError {
+    message: Message,
+    source: BoxError,
+}
+
+impl DecodeError {
+    // Made by the typed senders and receivers of the `serde` feature only.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
+    pub(crate) fn new(message: Message, source: impl Into<BoxError>) -> Self {
+        DecodeError {
+            message,
+            source: source.into(),
+        }
+    }
+
+    /// The message that did not decode.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// The message that did not decode, handed back.
+    pub fn into_message(self) -> Message {
+        self.message
+    }
+
+    /// The format's error.
+    pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.source
+    }
+
+    /// The message and the format's error (to downcast: `serde_json::Error` for JSON).
+    pub fn into_parts(self) -> (Message, BoxError) {
+        (self.message, self.source)
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.message {
+            Message::Text(_) => "text",
+            Message::Binary(_) => "binary",
+            _ => "control",
+        };
+        write!(
+            f,
+            "cannot decode a {kind} message of {} bytes: {}",
+            self.message.len(),
+            self.source
+        )
+    }
+}
+
+impl std::error::Error for DecodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
 impl Error {
     /// The category of this error.
     pub fn kind(&self) -> ErrorKind {
@@ -172,6 +294,8 @@ impl Error {
             Error::InvalidUrl(_) => ErrorKind::InvalidUrl,
             Error::Usage(_) => ErrorKind::Usage,
             Error::InvalidConfig(_) => ErrorKind::InvalidConfig,
+            Error::Encode(_) => ErrorKind::Encode,
+            Error::Decode(_) => ErrorKind::Decode,
             Error::Tls(_) => ErrorKind::Tls,
         }
     }
@@ -207,6 +331,8 @@ impl fmt::Display for Error {
             Error::InvalidUrl(why) => write!(f, "invalid WebSocket URL: {why}"),
             Error::Usage(e) => write!(f, "invalid call: {e}"),
             Error::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
+            Error::Encode(e) => fmt::Display::fmt(e, f),
+            Error::Decode(e) => fmt::Display::fmt(e, f),
             Error::Tls(e) => write!(f, "TLS error: {e}"),
         }
     }
@@ -219,6 +345,8 @@ impl std::error::Error for Error {
             Error::Protocol(e) => Some(e),
             Error::Capacity(e) => Some(e),
             Error::Handshake(e) => Some(&**e),
+            Error::Encode(e) => Some(e),
+            Error::Decode(e) => Some(&**e),
             Error::Tls(e) => Some(&**e),
             _ => None,
         }
@@ -320,9 +448,10 @@ impl From<Error> for io::Error {
             Error::Io(e) => e,
             Error::Timeout(_) => io::Error::new(io::ErrorKind::TimedOut, e),
             Error::Closed | Error::PeerClosed(_) => io::Error::new(io::ErrorKind::BrokenPipe, e),
-            Error::Protocol(_) | Error::Capacity(_) => {
+            Error::Protocol(_) | Error::Capacity(_) | Error::Decode(_) => {
                 io::Error::new(io::ErrorKind::InvalidData, e)
             }
+            Error::Encode(_) => io::Error::new(io::ErrorKind::InvalidInput, e),
             other => io::Error::other(other),
         }
     }

@@ -69,6 +69,20 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Typed messages
+//!
+//! With the `serde` feature, values go in and out as JSON text: `send_json` and `recv_json` on
+//! [`WebSocket`] and its halves; other serde formats (CBOR, MessagePack, bincode...) plug in
+//! through the `Codec` trait of the `codec` module, which has the examples. A message that
+//! does not decode is an error for that receive only ([`ErrorKind::Decode`]): the connection
+//! stays open.
+//!
+//! ## Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `serde` | off | typed messages: `send_json`/`recv_json` (JSON with `serde_json`) and the `Codec` trait for other serde formats; adds `serde` and `serde_json` to the dependencies |
+//!
 //! ## Layout
 //!
 //! [`proto`] and [`handshake`] are the sans-io core: frames and handshakes as plain functions
@@ -77,6 +91,8 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod client;
+#[cfg(feature = "serde")]
+pub mod codec;
 mod compression;
 mod config;
 pub mod error;
@@ -89,6 +105,8 @@ mod trace;
 pub mod transport;
 
 pub use client::{connect, connect_on, ClientBuilder};
+#[cfg(feature = "serde")]
+pub use codec::{Codec, Json};
 pub use compression::Compression;
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};

@@ -20,11 +20,12 @@
 //     Serves one connection on 127.0.0.1 (prints "listening PORT" first), or connects to URL.
 //     Prints "extensions VALUE", the Sec-WebSocket-Extensions header of the handshake
 //     response ("extensions none" without one). Then sends every message back as it came
-//     (same type, same bytes), except two commands, text messages of their own:
+//     (same type, same bytes), except three commands, text messages of their own:
 //       "wsio-peer: digest"  the next message is hashed and answered with the text message
 //                            "bytes=N sha256=HEX";
 //       "wsio-peer: send N"  sends N bytes of JSON lines (compressible) as one binary
-//                            message, then "bytes=N sha256=HEX" of them as text.
+//                            message, then "bytes=N sha256=HEX" of them as text;
+//       "wsio-peer: json"    sends JSON_SAMPLE, encoded by JSON.stringify, as a text message.
 //     Exits 0 when the other side closes with 1000.
 //
 // --deflate turns permessage-deflate on, compressing every message (`perMessageDeflate:
@@ -42,6 +43,13 @@ const START = process.hrtime.bigint();
 const BLOCK = 1000003;
 // The prefix of the commands of the echo modes.
 const COMMAND = 'wsio-peer: ';
+// What the "json" command sends (tests/typed_messages.rs expects the same value).
+const JSON_SAMPLE = {
+  from: 'peer',
+  text: 'h\u00e9llo \u2713 \u{1f980} "quoted"\n',
+  numbers: [1, -2, 2.5, 1e300],
+  nested: { ok: true, nothing: null },
+};
 // The options that take no value.
 const FLAGS = new Set(['deflate', 'forever']);
 
@@ -140,6 +148,8 @@ function echo(ws, extensions, done) {
       log(`command ${JSON.stringify(command)}`);
       if (command === 'digest') {
         hashNext = true;
+      } else if (command === 'json') {
+        ws.send(JSON.stringify(JSON_SAMPLE));
       } else if (command.startsWith('send ')) {
         let t = process.hrtime.bigint();
         const secs = () => (Number(process.hrtime.bigint() - t) / 1e9).toFixed(2);

@@ -27,12 +27,14 @@ r"""The Python `websockets` peer of tests/real_peers.rs and tests/compression_pe
         Serves one connection on 127.0.0.1 (prints "listening PORT" first), or connects to
         URL. Prints "extensions VALUE", the Sec-WebSocket-Extensions header of the handshake
         response ("extensions none" without one). Then sends every message back as it came
-        (same type, same bytes), except two commands, text messages of their own:
+        (same type, same bytes), except three commands, text messages of their own:
           "wsio-peer: digest"  the next message is hashed as it arrives, frame by frame
                                (nothing is assembled) and answered with the text message
                                "bytes=N sha256=HEX";
           "wsio-peer: send N"  sends N bytes of JSON lines (compressible) as one binary
-                               message, then "bytes=N sha256=HEX" of them as text.
+                               message, then "bytes=N sha256=HEX" of them as text;
+          "wsio-peer: json"    sends JSON_SAMPLE, encoded by the language's own JSON
+                               library, as a text message.
         Exits 0 when the other side closes with 1000.
 
 --deflate turns permessage-deflate on, with websockets' default settings (`compression=
@@ -46,6 +48,7 @@ otherwise, 2 on --timeout.
 import argparse
 import asyncio
 import hashlib
+import json
 from http import HTTPStatus
 import logging
 import random
@@ -63,6 +66,13 @@ START = time.monotonic()
 BLOCK = 1_000_003
 # The prefix of the commands of the echo modes.
 COMMAND = "wsio-peer: "
+# What the "json" command sends (tests/typed_messages.rs expects the same value).
+JSON_SAMPLE = {
+    "from": "peer",
+    "text": "h\u00e9llo \u2713 \U0001f980 \"quoted\"\n",
+    "numbers": [1, -2, 2.5, 1e300],
+    "nested": {"ok": True, "nothing": None},
+}
 
 
 def log(*parts):
@@ -161,6 +171,8 @@ async def echo(ws):
                         total += len(fragment)
                     log(f"hashed a message: {report_of(total, digest)}")
                     await ws.send(report_of(total, digest))
+                elif command == "json":
+                    await ws.send(json.dumps(JSON_SAMPLE, ensure_ascii=False))
                 elif command.startswith("send "):
                     t = time.monotonic()
                     size = int(command[len("send "):])
