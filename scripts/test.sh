@@ -11,8 +11,9 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
-step "cargo clippy --all-targets -- -D warnings"
+step "cargo clippy --all-targets -- -D warnings (default features, then all of them)"
 cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets --all-features -- -D warnings
 step "import graph: no cycle between files, proto/ and handshake/ are leaves"
 python3 scripts/check_imports.py
 step "real peers for tests/real_peers.rs (Python websockets, Node ws)"
@@ -21,6 +22,10 @@ bash scripts/install-browser.sh
 step "cargo test"
 cargo test --all-targets
 cargo test --doc
+step "cargo test of the optional features (serde: typed messages; tracing: spans and events)"
+cargo test --features serde --test typed_messages --test messages
+cargo test --features serde --doc
+cargo test --features tracing --test tracing
 step "Soak, CI length: 10,000 held connections, 1,000 echoing, 500 churn/s for 60 s (examples/soak)"
 # The unoptimised build cargo test just made; the 10-minute run is
 # `cargo run --release --example soak`.
