@@ -51,6 +51,9 @@ pub enum Error {
     /// TLS failed: the peer's certificate did not verify, the TLS handshake failed, or a
     /// certificate or key could not be loaded.
     Tls(Box<TlsError>),
+    /// The proxy, not the server, refused or failed to open the tunnel to the server: an HTTP
+    /// proxy's status (407, 403, 502...) or a SOCKS5 proxy's reply code.
+    Proxy(Box<ProxyError>),
 }
 
 /// What [`Error::kind`] returns: the category of an error, for callers that branch on it.
@@ -85,6 +88,8 @@ pub enum ErrorKind {
     Decode,
     /// TLS: certificate verification, the TLS handshake, or loading certificates and keys.
     Tls,
+    /// A proxy refused or failed to open the tunnel to the server.
+    Proxy,
 }
 
 /// Which deadline passed.
@@ -165,6 +170,130 @@ impl std::error::Error for TlsError {
             TlsError::Rustls(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+/// A proxy did not open the tunnel to the server. Found in [`Error::Proxy`], whose
+/// [`kind`](Error::kind) is [`ErrorKind::Proxy`]: the refusal came from the proxy, not from the
+/// server, which was never reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyError {
+    proxy: String,
+    target: String,
+    failure: ProxyFailure,
+}
+
+/// What went wrong with a proxy: see [`ProxyError::failure`].
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyFailure {
+    /// An HTTP proxy answered `CONNECT` with this status instead of 2xx: `407 Proxy
+    /// Authentication Required` (credentials missing or wrong), `403 Forbidden` (a destination
+    /// or port it does not allow), `502 Bad Gateway` (it could not reach the server)...
+    Refused(http::StatusCode),
+    /// A SOCKS5 proxy answered `CONNECT` with this reply code (RFC 1928 §6): 1 general failure,
+    /// 2 not allowed by its rules, 3 network unreachable, 4 host unreachable, 5 connection
+    /// refused, 6 TTL expired, 7 command not supported, 8 address type not supported.
+    SocksRefused(u8),
+    /// A SOCKS5 proxy accepted none of the authentication methods offered: no authentication,
+    /// and username/password (RFC 1929) when the proxy URL has credentials.
+    SocksNoAcceptableMethod,
+    /// A SOCKS5 proxy refused the username and password (RFC 1929), with this status.
+    SocksAuthFailed(u8),
+    /// The proxy's answer broke its protocol (not HTTP, a header too long, a wrong SOCKS
+    /// version, data after the answer...); the text says how.
+    Malformed(&'static str),
+    /// The proxy closed the connection before it answered.
+    Closed,
+}
+
+impl ProxyError {
+    pub(crate) fn new(proxy: String, target: String, failure: ProxyFailure) -> ProxyError {
+        ProxyError {
+            proxy,
+            target,
+            failure,
+        }
+    }
+
+    /// The proxy, as a URL without credentials (`http://proxy.example:3128`).
+    pub fn proxy(&self) -> &str {
+        &self.proxy
+    }
+
+    /// The `host:port` the proxy was asked to connect to.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// What went wrong.
+    pub fn failure(&self) -> &ProxyFailure {
+        &self.failure
+    }
+
+    /// The status of an HTTP proxy's refusal ([`ProxyFailure::Refused`]).
+    pub fn status(&self) -> Option<http::StatusCode> {
+        match self.failure {
+            ProxyFailure::Refused(status) => Some(status),
+            _ => None,
+        }
+    }
+
+    /// The reply code of a SOCKS5 proxy's refusal ([`ProxyFailure::SocksRefused`]).
+    pub fn socks_reply(&self) -> Option<u8> {
+        match self.failure {
+            ProxyFailure::SocksRefused(code) => Some(code),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ProxyFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProxyFailure::Refused(status) => write!(f, "it answered CONNECT with {status}"),
+            ProxyFailure::SocksRefused(code) => {
+                let meaning = match code {
+                    1 => "general failure",
+                    2 => "connection not allowed by ruleset",
+                    3 => "network unreachable",
+                    4 => "host unreachable",
+                    5 => "connection refused",
+                    6 => "TTL expired",
+                    7 => "command not supported",
+                    8 => "address type not supported",
+                    _ => "unassigned code",
+                };
+                write!(f, "it replied {code} ({meaning}) to SOCKS5 CONNECT")
+            }
+            ProxyFailure::SocksNoAcceptableMethod => {
+                f.write_str("it accepted none of the SOCKS5 authentication methods offered")
+            }
+            ProxyFailure::SocksAuthFailed(status) => write!(
+                f,
+                "it refused the SOCKS5 username and password (status {status})"
+            ),
+            ProxyFailure::Malformed(why) => write!(f, "its answer is malformed: {why}"),
+            ProxyFailure::Closed => f.write_str("it closed the connection before answering"),
+        }
+    }
+}
+
+impl fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the proxy {} did not open a tunnel to {}: {}",
+            self.proxy, self.target, self.failure
+        )
+    }
+}
+
+impl std::error::Error for ProxyError {}
+
+impl From<ProxyError> for Error {
+    fn from(e: ProxyError) -> Self {
+        Error::Proxy(Box::new(e))
     }
 }
 
@@ -297,6 +426,7 @@ impl Error {
             Error::Encode(_) => ErrorKind::Encode,
             Error::Decode(_) => ErrorKind::Decode,
             Error::Tls(_) => ErrorKind::Tls,
+            Error::Proxy(_) => ErrorKind::Proxy,
         }
     }
 
@@ -334,6 +464,7 @@ impl fmt::Display for Error {
             Error::Encode(e) => fmt::Display::fmt(e, f),
             Error::Decode(e) => fmt::Display::fmt(e, f),
             Error::Tls(e) => write!(f, "TLS error: {e}"),
+            Error::Proxy(e) => write!(f, "proxy error: {e}"),
         }
     }
 }
@@ -348,6 +479,7 @@ impl std::error::Error for Error {
             Error::Encode(e) => Some(e),
             Error::Decode(e) => Some(&**e),
             Error::Tls(e) => Some(&**e),
+            Error::Proxy(e) => Some(&**e),
             _ => None,
         }
     }

@@ -59,20 +59,33 @@ pub enum MaybeTlsStream {
     Plain(TcpStream),
     /// `wss://`: TLS (rustls) over TCP.
     Rustls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// `ws://` through an `https://` proxy: TLS to the proxy, and inside it the tunnel to the
+    /// server, which is not encrypted past the proxy.
+    ProxyTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// `wss://` through an `https://` proxy: the server's TLS inside TLS to the proxy.
+    ProxyTlsRustls(Box<TlsInTls>),
 }
 
+/// The server's TLS inside TLS to an `https://` proxy.
+pub type TlsInTls = tokio_rustls::client::TlsStream<tokio_rustls::client::TlsStream<TcpStream>>;
+
 impl MaybeTlsStream {
-    /// The TCP connection under any TLS.
+    /// The TCP connection under any TLS (to the proxy, through a proxy).
     pub fn tcp(&self) -> &TcpStream {
         match self {
             MaybeTlsStream::Plain(tcp) => tcp,
-            MaybeTlsStream::Rustls(tls) => tls.get_ref().0,
+            MaybeTlsStream::Rustls(tls) | MaybeTlsStream::ProxyTls(tls) => tls.get_ref().0,
+            MaybeTlsStream::ProxyTlsRustls(tls) => tls.get_ref().0.get_ref().0,
         }
     }
 
-    /// `true` when the connection runs over TLS.
+    /// `true` when the connection runs over TLS with the server (`wss://`); TLS to an
+    /// `https://` proxy alone does not count.
     pub fn is_tls(&self) -> bool {
-        matches!(self, MaybeTlsStream::Rustls(_))
+        matches!(
+            self,
+            MaybeTlsStream::Rustls(_) | MaybeTlsStream::ProxyTlsRustls(_)
+        )
     }
 }
 
@@ -84,7 +97,10 @@ impl AsyncRead for MaybeTlsStream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            MaybeTlsStream::Rustls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+            MaybeTlsStream::Rustls(s) | MaybeTlsStream::ProxyTls(s) => {
+                Pin::new(&mut **s).poll_read(cx, buf)
+            }
+            MaybeTlsStream::ProxyTlsRustls(s) => Pin::new(&mut **s).poll_read(cx, buf),
         }
     }
 }
@@ -97,7 +113,10 @@ impl AsyncWrite for MaybeTlsStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            MaybeTlsStream::Rustls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+            MaybeTlsStream::Rustls(s) | MaybeTlsStream::ProxyTls(s) => {
+                Pin::new(&mut **s).poll_write(cx, buf)
+            }
+            MaybeTlsStream::ProxyTlsRustls(s) => Pin::new(&mut **s).poll_write(cx, buf),
         }
     }
 
@@ -108,28 +127,38 @@ impl AsyncWrite for MaybeTlsStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            MaybeTlsStream::Rustls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+            MaybeTlsStream::Rustls(s) | MaybeTlsStream::ProxyTls(s) => {
+                Pin::new(&mut **s).poll_write_vectored(cx, bufs)
+            }
+            MaybeTlsStream::ProxyTlsRustls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
             MaybeTlsStream::Plain(s) => s.is_write_vectored(),
-            MaybeTlsStream::Rustls(s) => s.is_write_vectored(),
+            MaybeTlsStream::Rustls(s) | MaybeTlsStream::ProxyTls(s) => s.is_write_vectored(),
+            MaybeTlsStream::ProxyTlsRustls(s) => s.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            MaybeTlsStream::Rustls(s) => Pin::new(&mut **s).poll_flush(cx),
+            MaybeTlsStream::Rustls(s) | MaybeTlsStream::ProxyTls(s) => {
+                Pin::new(&mut **s).poll_flush(cx)
+            }
+            MaybeTlsStream::ProxyTlsRustls(s) => Pin::new(&mut **s).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            MaybeTlsStream::Rustls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+            MaybeTlsStream::Rustls(s) | MaybeTlsStream::ProxyTls(s) => {
+                Pin::new(&mut **s).poll_shutdown(cx)
+            }
+            MaybeTlsStream::ProxyTlsRustls(s) => Pin::new(&mut **s).poll_shutdown(cx),
         }
     }
 }
@@ -227,29 +256,33 @@ impl TransportInfo for MaybeTlsStream {
 
     fn tls_protocol_version(&self) -> Option<ProtocolVersion> {
         match self {
-            MaybeTlsStream::Plain(_) => None,
+            MaybeTlsStream::Plain(_) | MaybeTlsStream::ProxyTls(_) => None,
             MaybeTlsStream::Rustls(tls) => tls.tls_protocol_version(),
+            MaybeTlsStream::ProxyTlsRustls(tls) => tls.tls_protocol_version(),
         }
     }
 
     fn tls_cipher_suite(&self) -> Option<SupportedCipherSuite> {
         match self {
-            MaybeTlsStream::Plain(_) => None,
+            MaybeTlsStream::Plain(_) | MaybeTlsStream::ProxyTls(_) => None,
             MaybeTlsStream::Rustls(tls) => tls.tls_cipher_suite(),
+            MaybeTlsStream::ProxyTlsRustls(tls) => tls.tls_cipher_suite(),
         }
     }
 
     fn tls_peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
         match self {
-            MaybeTlsStream::Plain(_) => None,
+            MaybeTlsStream::Plain(_) | MaybeTlsStream::ProxyTls(_) => None,
             MaybeTlsStream::Rustls(tls) => tls.tls_peer_certificates(),
+            MaybeTlsStream::ProxyTlsRustls(tls) => tls.tls_peer_certificates(),
         }
     }
 
     fn tls_alpn_protocol(&self) -> Option<&[u8]> {
         match self {
-            MaybeTlsStream::Plain(_) => None,
+            MaybeTlsStream::Plain(_) | MaybeTlsStream::ProxyTls(_) => None,
             MaybeTlsStream::Rustls(tls) => tls.tls_alpn_protocol(),
+            MaybeTlsStream::ProxyTlsRustls(tls) => tls.tls_alpn_protocol(),
         }
     }
 }

@@ -12,7 +12,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::challenge::{into_challenge, Answered, Challenge, Hook};
-use super::dial::Dialer;
+use super::dial::{Dialer, Proxies};
+use super::proxy::Proxy;
+use super::proxy_env::ProxyEnv;
 use super::redirect::{Credentials, Redirects};
 use super::url::{split_userinfo, IntoClientRequest, Target};
 use crate::config::Config;
@@ -69,6 +71,7 @@ impl fmt::Debug for ClientBuilder {
             .field("unsent_limit", &self.dial.unsent_limit)
             .field("tls_config", &self.dial.tls_config.is_some())
             .field("root_certificates", &self.dial.root_certificates.len())
+            .field("proxy", &self.dial.proxy)
             .finish()
     }
 }
@@ -187,7 +190,7 @@ impl ClientBuilder {
     }
 
     /// How long [`connect`](Self::connect) may take to resolve the host, connect TCP and finish
-    /// the TLS handshake, in total; past it, it fails with [`Error::Timeout`] of
+    /// the TLS handshake (through a [`proxy`](Self::proxy), the proxy leg too), in total; past it, it fails with [`Error::Timeout`] of
     /// [`Timeout::Connect`](crate::error::Timeout::Connect). The WebSocket handshake that follows has its own
     /// [`Config::handshake_timeout`]. Default: 60 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
@@ -237,6 +240,62 @@ impl ClientBuilder {
     pub fn add_root_certificate(mut self, certificate: CertificateDer<'static>) -> Self {
         self.dial.root_certificates.push(certificate);
         self
+    }
+
+    /// Connect through `proxy` (an `http://`, `https://`, `socks5://` or `socks5h://` proxy; see
+    /// [`Proxy`]), whatever the URL: TCP goes to the proxy (with [`nodelay`](Self::nodelay) and
+    /// [`unsent_limit`](Self::unsent_limit) set on that socket), the tunnel to the server's host
+    /// and port is opened, and `wss://` runs its TLS with the server inside the tunnel. The
+    /// [`connect_timeout`](Self::connect_timeout) covers the whole proxy leg: TCP to the proxy,
+    /// TLS to an `https://` proxy (verified with the builder's roots, or its
+    /// [`tls_config`](Self::tls_config), against the proxy's name; the
+    /// [`client_identity`](Self::client_identity) is for the server only), and the `CONNECT` or
+    /// SOCKS5 exchange.
+    ///
+    /// The proxy's credentials go to the proxy only, on every connection (redirects included),
+    /// never to the server. A proxy's refusal is [`Error::Proxy`] (kind
+    /// [`Proxy`](crate::ErrorKind::Proxy)) with the proxy's status or SOCKS5 reply code, never
+    /// taken for the server's answer.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> wsio::Result<()> {
+    /// use wsio::client::Proxy;
+    ///
+    /// let client = wsio::ClientBuilder::new()
+    ///     .proxy(Proxy::new("http://user:password@proxy.corp.example:3128")?);
+    /// match client.connect("wss://example.com/chat").await {
+    ///     Ok((ws, _response)) => drop(ws),
+    ///     Err(wsio::Error::Proxy(refusal)) => {
+    ///         eprintln!("{} said {:?}", refusal.proxy(), refusal.status()); // Some(407)...
+    ///     }
+    ///     Err(other) => return Err(other),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.dial.proxy = Proxies::All(proxy);
+        self
+    }
+
+    /// Connect directly, without a proxy (the default; undoes [`proxy`](Self::proxy) and
+    /// [`proxy_env`](Self::proxy_env)).
+    pub fn no_proxy(mut self) -> Self {
+        self.dial.proxy = Proxies::None;
+        self
+    }
+
+    /// Choose the proxy of each connection as `env` says (`HTTPS_PROXY` for `wss://`,
+    /// `HTTP_PROXY` for `ws://`, `ALL_PROXY`, `NO_PROXY`: see [`ProxyEnv`]), including for each
+    /// redirect followed.
+    pub fn proxy_env(mut self, env: ProxyEnv) -> Self {
+        self.dial.proxy = Proxies::Env(Box::new(env));
+        self
+    }
+
+    /// [`proxy_env`](Self::proxy_env) of the process's environment, read now
+    /// ([`ProxyEnv::from_env`]). Opt-in: without it, the environment is never read.
+    pub fn proxy_from_env(self) -> Self {
+        self.proxy_env(ProxyEnv::from_env())
     }
 
     /// Present `identity` (a certificate chain and its key) when a `wss://` server asks for a

@@ -1,5 +1,5 @@
 //! Opening the transport: resolving the host, connecting TCP an address at a time within the
-//! connect timeout, and TLS for `wss://`.
+//! connect timeout, the tunnel through a proxy, and TLS for `wss://`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,6 +10,9 @@ use rustls::ClientConfig;
 use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at, Instant};
 
+use super::proxy::{Proxy, ProxyKind};
+use super::proxy_env::ProxyEnv;
+use super::tunnel;
 use super::url::Target;
 use crate::error::{Error, Result, Timeout};
 use crate::rt::handshake::deadline_after;
@@ -30,6 +33,19 @@ pub(super) struct Dialer {
     pub(super) tls_config: Option<Arc<ClientConfig>>,
     pub(super) root_certificates: Vec<CertificateDer<'static>>,
     pub(super) identity: Option<tls::Identity>,
+    pub(super) proxy: Proxies,
+}
+
+/// Which proxy, if any, connections go through.
+#[derive(Debug, Clone, Default)]
+pub(super) enum Proxies {
+    /// Directly to the server.
+    #[default]
+    None,
+    /// Every connection through this proxy.
+    All(Proxy),
+    /// As the environment says.
+    Env(Box<ProxyEnv>),
 }
 
 impl Default for Dialer {
@@ -42,6 +58,7 @@ impl Default for Dialer {
             tls_config: None,
             root_certificates: Vec::new(),
             identity: None,
+            proxy: Proxies::None,
         }
     }
 }
@@ -90,35 +107,129 @@ impl Dialer {
         }
     }
 
+    /// The rustls config for TLS to an `https://` proxy: the builder's roots (or its
+    /// [`tls_config`](super::ClientBuilder::tls_config)), without the client identity, which is
+    /// for the server.
+    fn proxy_client_config(&self) -> Result<Arc<ClientConfig>> {
+        if let Some(config) = &self.tls_config {
+            return Ok(config.clone());
+        }
+        if self.root_certificates.is_empty() {
+            return tls::default_client_config();
+        }
+        let mut roots = tls::default_root_store();
+        for certificate in &self.root_certificates {
+            roots.add(certificate.clone())?;
+        }
+        tls::client_config(roots)
+    }
+
+    /// The proxy a connection to `target` goes through, if any.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`]: the environment variable naming it is not a proxy URL.
+    pub(super) fn proxy_for(&self, target: &Target) -> Result<Option<&Proxy>> {
+        match &self.proxy {
+            Proxies::None => Ok(None),
+            Proxies::All(proxy) => Ok(Some(proxy)),
+            Proxies::Env(env) => env.for_target(target),
+        }
+    }
+
     /// Resolves `target`'s host, connects TCP and, with `tls`, TLS, all within the connect
-    /// timeout.
+    /// timeout. Through a proxy, TCP (and for an `https://` proxy, TLS) goes to the proxy, the
+    /// tunnel is opened, and the server's TLS runs inside it, within the same timeout.
     pub(super) async fn open(
         &self,
         target: &Target,
         tls: Option<TlsTarget>,
     ) -> Result<MaybeTlsStream> {
         let deadline = deadline_after(self.connect_timeout);
+        let proxy = self.proxy_for(target)?;
         let open = async {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((target.host.as_str(), target.port))
-                    .await?
-                    .collect();
-            let tcp = connect_addrs(&addrs, deadline, self.attempt_timeout, &target.host).await?;
-            tcp.set_nodelay(self.nodelay)?;
-            if let Some(bytes) = self.unsent_limit {
-                crate::transport::limit_unsent(&tcp, bytes)?;
-            }
-            Ok(match tls {
-                None => MaybeTlsStream::Plain(tcp),
-                Some(TlsTarget { config, name }) => {
-                    MaybeTlsStream::Rustls(Box::new(tls::connect(config, name, tcp).await?))
-                }
-            })
+            let Some(proxy) = proxy else {
+                let tcp = self
+                    .connect_tcp(&target.host, target.port, deadline)
+                    .await?;
+                return Ok(match tls {
+                    None => MaybeTlsStream::Plain(tcp),
+                    Some(TlsTarget { config, name }) => {
+                        MaybeTlsStream::Rustls(Box::new(tls::connect(config, name, tcp).await?))
+                    }
+                });
+            };
+            self.open_through(proxy, target, tls, deadline).await
         };
         timeout_at(deadline, open)
             .await
             .map_err(|_elapsed| Error::Timeout(Timeout::Connect))?
     }
+
+    /// [`open`](Self::open) through `proxy`, by `deadline`.
+    async fn open_through(
+        &self,
+        proxy: &Proxy,
+        target: &Target,
+        tls: Option<TlsTarget>,
+        deadline: Instant,
+    ) -> Result<MaybeTlsStream> {
+        let mut tcp = self
+            .connect_tcp(&proxy.host, proxy.port, deadline)
+            .await
+            .map_err(|e| match e {
+                Error::Io(e) => Error::Io(io::Error::new(
+                    e.kind(),
+                    format!("cannot connect to the proxy {proxy}: {e}"),
+                )),
+                other => other,
+            })?;
+        if proxy.kind != ProxyKind::Https {
+            tunnel::open(&mut tcp, proxy, target).await?;
+            return Ok(match tls {
+                None => MaybeTlsStream::Plain(tcp),
+                Some(TlsTarget { config, name }) => {
+                    MaybeTlsStream::Rustls(Box::new(tls::connect(config, name, tcp).await?))
+                }
+            });
+        }
+        // TLS to the proxy, verified against the proxy's name; the server's TLS inside it.
+        let proxy_name = tls::server_name(&proxy.host)?;
+        let mut to_proxy = tls_over(self.proxy_client_config()?, proxy_name, tcp).await?;
+        tunnel::open(&mut to_proxy, proxy, target).await?;
+        Ok(match tls {
+            None => MaybeTlsStream::ProxyTls(Box::new(to_proxy)),
+            Some(TlsTarget { config, name }) => {
+                MaybeTlsStream::ProxyTlsRustls(Box::new(tls_over(config, name, to_proxy).await?))
+            }
+        })
+    }
+
+    /// Resolves `host`, connects TCP to one of its addresses and sets the builder's socket
+    /// options, by `deadline`.
+    async fn connect_tcp(&self, host: &str, port: u16, deadline: Instant) -> Result<TcpStream> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+        let tcp = connect_addrs(&addrs, deadline, self.attempt_timeout, host).await?;
+        tcp.set_nodelay(self.nodelay)?;
+        if let Some(bytes) = self.unsent_limit {
+            crate::transport::limit_unsent(&tcp, bytes)?;
+        }
+        Ok(tcp)
+    }
+}
+
+/// The TLS client handshake over any stream (a tunnel inside TLS to a proxy).
+async fn tls_over<S>(
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    io: S,
+) -> Result<tokio_rustls::client::TlsStream<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, io)
+        .await
+        .map_err(Error::from)
 }
 
 /// Connects to the first of `addrs` that answers, each attempt bounded by `per_attempt` (or its

@@ -34,13 +34,20 @@
 //! [`ErrorKind::InvalidUrl`](crate::ErrorKind::InvalidUrl).
 
 // One job a file: `url` reads what a URL names (scheme, host, port, user info), `dial` opens
-// the transport (TCP, TLS, connect timeouts), `redirect` decides which redirects are followed and
-// what a request keeps across them, `challenge` what a 401 asks and where the answer may go,
-// and `builder` ties them together for `ClientBuilder`.
+// the transport (TCP, TLS, connect timeouts, through a proxy), `redirect` decides which
+// redirects are followed and what a request keeps across them, `challenge` what a 401 asks and
+// where the answer may go, and `builder` ties them together for `ClientBuilder`. Proxies:
+// `proxy` reads a proxy URL, `proxy_env` chooses proxies from the environment, `http_connect`
+// and `socks` are the sans-io exchanges with HTTP and SOCKS5 proxies, `tunnel` drives them.
 mod builder;
 mod challenge;
 mod dial;
+mod http_connect;
+mod proxy;
+mod proxy_env;
 mod redirect;
+mod socks;
+mod tunnel;
 mod url;
 
 use http::Response;
@@ -52,6 +59,8 @@ use crate::WebSocket;
 
 pub use builder::ClientBuilder;
 pub use challenge::Challenge;
+pub use proxy::Proxy;
+pub use proxy_env::ProxyEnv;
 pub use url::IntoClientRequest;
 
 /// Connects to a `ws://` or `wss://` URL with the default settings of [`ClientBuilder`].

@@ -137,7 +137,7 @@ pub(super) fn split_userinfo(uri: &Uri) -> Result<(Uri, Option<Vec<u8>>)> {
 }
 
 /// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as it is.
-fn percent_decode(text: &str) -> Vec<u8> {
+pub(super) fn percent_decode(text: &str) -> Vec<u8> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
