@@ -2,9 +2,9 @@
 # The whole test suite: formatting, lints, the import graph, unit/integration/doc tests, a
 # 60-s soak, Autobahn in both roles, then a short fuzzing run of the sans-io layers. Installs
 # what it needs: the real peers of tests/real_peers.rs (Python websockets, Node ws) through
-# scripts/install-peers.sh,
-# Autobahn's Python 2.7 toolchain through ../shared/autobahn/setup.sh, cargo-fuzz through
-# scripts/fuzz.sh.
+# scripts/install-peers.sh, Chromium through scripts/install-browser.sh, tinyproxy and
+# microsocks (tests/proxy.rs) through scripts/install-proxies.sh, Autobahn's Python 2.7
+# toolchain through ../shared/autobahn/setup.sh, cargo-fuzz through scripts/fuzz.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
@@ -19,6 +19,7 @@ python3 scripts/check_imports.py
 step "real peers for tests/real_peers.rs (Python websockets, Node ws)"
 bash scripts/install-peers.sh
 bash scripts/install-browser.sh
+bash scripts/install-proxies.sh
 step "cargo test"
 cargo test --all-targets
 cargo test --doc

@@ -257,7 +257,7 @@ impl Acceptor {
         let deadline = deadline_after(self.config.get_handshake_timeout());
         let io = tls_handshake(tls, io, deadline).await?;
         let (ws, request) = self.accept_until(io, deadline).await?;
-        crate::trace::tls_accepted(&ws);
+        crate::trace::tls_accepted(ws.span(), ws.get_ref());
         Ok((ws, request))
     }
 

@@ -73,30 +73,34 @@ fn record_peer(span: &ConnSpan, peer: std::net::SocketAddr) {
     span.record("peer", tracing::field::display(peer));
 }
 
-/// A connection wsio dialed is open: the peer's address goes on its span and, over TLS, an
-/// event says what TLS agreed.
+/// A connection wsio dialed over `io` is open: the peer's address goes on its `span` and,
+/// over TLS, an event says what TLS agreed.
 #[inline(always)]
-pub(crate) fn dialed(ws: &crate::WebSocket<crate::MaybeTlsStream>) {
+pub(crate) fn dialed(span: &ConnSpan, io: &crate::MaybeTlsStream) {
     #[cfg(feature = "tracing")]
     {
-        if let Ok(peer) = ws.peer_addr() {
-            record_peer(ws.span(), peer);
+        if let Ok(peer) = io.tcp().peer_addr() {
+            record_peer(span, peer);
         }
-        if let crate::MaybeTlsStream::Rustls(tls) = ws.get_ref() {
-            tls_event(ws.span(), tls.get_ref().1);
+        // TLS with the server: over TCP, or inside an `https://` proxy's TLS (`peer` is then
+        // the proxy, the TCP peer).
+        match io {
+            crate::MaybeTlsStream::Rustls(tls) => tls_event(span, tls.get_ref().1),
+            crate::MaybeTlsStream::ProxyTlsRustls(tls) => tls_event(span, tls.get_ref().1),
+            _ => {}
         }
     }
     #[cfg(not(feature = "tracing"))]
-    let _ = ws;
+    let _ = (span, io);
 }
 
-/// A connection accepted over TLS is open: an event says what TLS agreed.
+/// A connection accepted over `tls` is open: an event on its `span` says what TLS agreed.
 #[inline(always)]
-pub(crate) fn tls_accepted<S>(ws: &crate::WebSocket<tokio_rustls::server::TlsStream<S>>) {
+pub(crate) fn tls_accepted<S>(span: &ConnSpan, tls: &tokio_rustls::server::TlsStream<S>) {
     #[cfg(feature = "tracing")]
-    tls_event(ws.span(), ws.get_ref().get_ref().1);
+    tls_event(span, tls.get_ref().1);
     #[cfg(not(feature = "tracing"))]
-    let _ = ws;
+    let _ = (span, tls);
 }
 
 /// The TLS version, cipher suite, ALPN and how many certificates the peer presented.

@@ -408,7 +408,7 @@ impl ClientBuilder {
             let error = match handshake::client(io, handshake, self.config.clone(), deadline).await
             {
                 Ok(done) => {
-                    crate::trace::dialed(&done.0);
+                    crate::trace::dialed(done.0.span(), done.0.get_ref());
                     return Ok(done);
                 }
                 Err(error) => error,
