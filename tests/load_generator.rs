@@ -18,7 +18,6 @@ use serde_json::Value;
 use support::certs::Ca;
 use tokio::net::TcpListener;
 use wsio::server::Acceptor;
-use wsio::tls::TlsAcceptor;
 use wsio::CloseCode;
 
 /// The example binary, built on first use.
@@ -89,24 +88,8 @@ async fn echo_server() -> SocketAddr {
 async fn wss_echo_server(ca: &Ca) -> SocketAddr {
     let leaf = ca.leaf(&["localhost"], None);
     let tls = wsio::tls::acceptor(leaf.chain, leaf.key).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let tls: TlsAcceptor = tls.clone();
-            tokio::spawn(async move {
-                let Ok((mut ws, _)) = Acceptor::new().accept_tls(&tls, tcp).await else {
-                    return;
-                };
-                while let Some(Ok(message)) = ws.recv().await {
-                    if message.is_data() && ws.send(message).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
+    let port = support::certs::wss_echo_server(tls).await;
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// A server that runs `handle` on every connection it accepts.

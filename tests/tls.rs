@@ -15,7 +15,7 @@ use wsio::tls::rustls::{self, CertificateError, ProtocolVersion, RootCertStore};
 use wsio::tls::{CertificateDer, ClientAuth, Identity, TlsAcceptor, TlsError};
 mod support;
 
-use support::certs::Ca;
+use support::certs::{wss_echo_server, Ca};
 use wsio::{ClientBuilder, Config, Error, ErrorKind, MaybeTlsStream, Message, TransportInfo};
 
 type Served = wsio::Result<(
@@ -359,28 +359,6 @@ async fn a_pending_upgrade_over_tls_is_answered_after_an_async_decision() {
     server.await.unwrap();
 }
 
-/// A TLS server on loopback that echoes every data message of every connection.
-async fn echo_all(tls: TlsAcceptor) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let tls = tls.clone();
-            tokio::spawn(async move {
-                let Ok((mut ws, _)) = Acceptor::new().accept_tls(&tls, tcp).await else {
-                    return;
-                };
-                while let Some(Ok(message)) = ws.recv().await {
-                    if message.is_data() && ws.send(message).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    port
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generic_splitters_work_over_tls_under_load_both_ways() {
     use futures::{SinkExt, StreamExt};
@@ -391,7 +369,7 @@ async fn generic_splitters_work_over_tls_under_load_both_ways() {
     let leaf = ca.leaf(&["localhost"], None);
     let tls =
         wsio::tls::acceptor_from_pem(leaf.chain_pem.as_bytes(), leaf.key_pem.as_bytes()).unwrap();
-    let port = echo_all(tls).await;
+    let port = wss_echo_server(tls).await;
     let builder = ClientBuilder::new().add_root_certificate(ca.der());
     let url = format!("wss://localhost:{port}/");
     let limit = Duration::from_secs(60);

@@ -1,10 +1,13 @@
-//! Test certificates made by rcgen: a certificate authority and server certificates it signs.
+//! Test certificates made by rcgen: a certificate authority and the server and client
+//! certificates it signs; and a `wss://` echo server presenting one.
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
-use wsio::tls::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use wsio::server::Acceptor;
+use wsio::tls::{CertificateDer, PrivateKeyDer, TlsAcceptor};
 
 /// A test certificate authority.
 pub(crate) struct Ca {
@@ -70,4 +73,26 @@ impl Ca {
             key_pem: key.serialize_pem(),
         }
     }
+}
+
+/// A TLS server on loopback that echoes every data message of every connection.
+pub(crate) async fn wss_echo_server(tls: TlsAcceptor) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let Ok((mut ws, _)) = Acceptor::new().accept_tls(&tls, tcp).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.recv().await {
+                    if message.is_data() && ws.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
 }
