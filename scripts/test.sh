@@ -28,8 +28,10 @@ cargo test --features serde --test typed_messages --test messages
 cargo test --features serde --doc
 cargo test --features tracing --test tracing
 step "Soak, CI length: 10,000 held connections, 1,000 echoing, 500 churn/s for 60 s (examples/soak)"
-# The unoptimised build cargo test just made; the 10-minute run is
+# The unoptimised build, on the library cargo test just built (cargo test builds examples as
+# test harnesses, not as target/debug/examples/soak); the 10-minute run is
 # `cargo run --release --example soak`.
+cargo build --example soak
 target/debug/examples/soak --duration 60 --messages-per-sec 500
 step "Autobahn|Testsuite, server and client roles (strict)"
 bash scripts/autobahn.sh
