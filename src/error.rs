@@ -49,7 +49,8 @@ pub enum Error {
     /// error.
     Decode(Box<DecodeError>),
     /// TLS failed: the peer's certificate did not verify, the TLS handshake failed, or a
-    /// certificate or key could not be loaded.
+    /// certificate or key could not be loaded; or TLS was needed in a build without it
+    /// ([`TlsError::NotCompiled`]).
     Tls(Box<TlsError>),
     /// The proxy, not the server, refused or failed to open the tunnel to the server: an HTTP
     /// proxy's status (407, 403, 502...) or a SOCKS5 proxy's reply code.
@@ -86,7 +87,8 @@ pub enum ErrorKind {
     Encode,
     /// A typed receive could not decode a message ([`Error::Decode`]); the connection is open.
     Decode,
-    /// TLS: certificate verification, the TLS handshake, or loading certificates and keys.
+    /// TLS: certificate verification, the TLS handshake, or loading certificates and keys; or
+    /// TLS needed in a build without it.
     Tls,
     /// A proxy refused or failed to open the tunnel to the server.
     Proxy,
@@ -122,6 +124,10 @@ impl fmt::Display for Timeout {
 
 /// Why TLS failed. Found in [`Error::Tls`], whose [`kind`](Error::kind) is
 /// [`ErrorKind::Tls`].
+///
+/// The type and [`Error::Tls`] exist in every build, so that code matching on errors compiles
+/// with and without the TLS features; only [`Rustls`](Self::Rustls), which holds a rustls
+/// type, needs them.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub enum TlsError {
@@ -129,6 +135,7 @@ pub enum TlsError {
     /// (see [`certificate_error`](Self::certificate_error): unknown issuer, expired, not valid for
     /// the host name...), the peer sent an alert, no protocol version or cipher suite in common,
     /// a private key that does not match its certificate...
+    #[cfg(feature = "tls")]
     Rustls(rustls::Error),
     /// The URL's host cannot be used as a TLS server name.
     InvalidServerName(String),
@@ -137,8 +144,12 @@ pub enum TlsError {
     /// The certificate authorities given to verify client certificates cannot be used (none
     /// given, or none usable); the text says why.
     ClientRoots(String),
+    /// The connection needs TLS (a `wss://` URL, or an `https://` proxy) and this build of wsio
+    /// has none: its features `ring` and `aws-lc-rs` are both off. Returned before any I/O.
+    NotCompiled,
 }
 
+#[cfg(feature = "tls")]
 impl TlsError {
     /// The reason the peer's certificate was refused, when that is what failed.
     pub fn certificate_error(&self) -> Option<&rustls::CertificateError> {
@@ -152,6 +163,7 @@ impl TlsError {
 impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            #[cfg(feature = "tls")]
             TlsError::Rustls(e) => fmt::Display::fmt(e, f),
             TlsError::InvalidServerName(host) => {
                 write!(f, "{host:?} is not a valid TLS server name")
@@ -160,6 +172,10 @@ impl fmt::Display for TlsError {
             TlsError::ClientRoots(why) => {
                 write!(f, "cannot verify client certificates: {why}")
             }
+            TlsError::NotCompiled => f.write_str(
+                "wss:// and https:// proxies need TLS, which this build of wsio leaves out \
+                 (enable its `ring` or `aws-lc-rs` feature)",
+            ),
         }
     }
 }
@@ -167,6 +183,7 @@ impl fmt::Display for TlsError {
 impl std::error::Error for TlsError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
+            #[cfg(feature = "tls")]
             TlsError::Rustls(e) => Some(e),
             _ => None,
         }
@@ -491,18 +508,19 @@ impl From<io::Error> for Error {
     /// server refused its certificate when it reads the upgrade response), which is
     /// [`Error::Tls`].
     fn from(e: io::Error) -> Self {
-        if !e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
-            return Error::Io(e);
+        #[cfg(feature = "tls")]
+        if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+            return match e
+                .into_inner()
+                .map(|inner| inner.downcast::<rustls::Error>())
+            {
+                Some(Ok(rustls)) => (*rustls).into(),
+                // Unreachable after the check above; keep the error rather than panic.
+                Some(Err(inner)) => Error::Io(io::Error::new(io::ErrorKind::InvalidData, inner)),
+                None => Error::Io(io::Error::from(io::ErrorKind::InvalidData)),
+            };
         }
-        match e
-            .into_inner()
-            .map(|inner| inner.downcast::<rustls::Error>())
-        {
-            Some(Ok(rustls)) => (*rustls).into(),
-            // Unreachable after the check above; keep the error rather than panic.
-            Some(Err(inner)) => Error::Io(io::Error::new(io::ErrorKind::InvalidData, inner)),
-            None => Error::Io(io::Error::from(io::ErrorKind::InvalidData)),
-        }
+        Error::Io(e)
     }
 }
 
@@ -566,6 +584,7 @@ impl From<TlsError> for Error {
     }
 }
 
+#[cfg(feature = "tls")]
 impl From<rustls::Error> for Error {
     fn from(e: rustls::Error) -> Self {
         TlsError::Rustls(e).into()

@@ -81,8 +81,30 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
+//! | `ring` | **on** | TLS (`wss://`, `https://` proxies, the `tls` module, `Acceptor::accept_tls`) with rustls and the *ring* crypto provider; adds `rustls`, `tokio-rustls`, `ring` |
+//! | `aws-lc-rs` | off | the same TLS with the aws-lc-rs provider instead (it wins when `ring` is on too); needs a C compiler, and cmake on some targets; adds `aws-lc-rs` |
+//! | `webpki-roots` | **on** | the Mozilla roots in the default root store (`tls::default_root_store`), the same on every machine; adds `webpki-roots` |
+//! | `native-roots` | off | the operating system's trust store in the default root store, read once (with `webpki-roots` on too, the store holds both; with neither it is empty: add roots with `add_root_certificate`); adds `rustls-native-certs` |
 //! | `serde` | off | typed messages: `send_json`/`recv_json` (JSON with `serde_json`) and the `Codec` trait for other serde formats; adds `serde` and `serde_json` to the dependencies |
 //! | `tracing` | off | a `tracing` span per connection (role, peer, subprotocol, extensions) and events for the handshakes, TLS, the close (who, code, reason), failures with their close code and keepalive/idle timeouts; nothing per message, and no cost when off (instructions per echoed 64 B message: 10,107 without, 10,091 with the feature and no subscriber); adds `tracing` |
+//!
+//! With `default-features = false` and neither `ring` nor `aws-lc-rs` on, wsio is `ws://`-only: no
+//! TLS crate is compiled (`scripts/check_tls_free.sh` checks `cargo tree`), the `tls` module,
+//! `accept_tls`, `tls_config`, `add_root_certificate`, `client_identity` and the TLS methods of
+//! `TransportInfo` are absent, and a `wss://` URL or an `https://` proxy fails before any I/O with
+//! `Error::Tls(TlsError::NotCompiled)`. `Error::Tls` and `ErrorKind::Tls` exist in every build, so
+//! error handling compiles either way. A roots feature without a provider adds nothing.
+//!
+//! For example, aws-lc-rs with the operating system's roots only, or a `ws://`-only build:
+//!
+//! ```toml
+//! wsio = { version = "0.1", default-features = false, features = ["aws-lc-rs", "native-roots"] }
+//! wsio = { version = "0.1", default-features = false }
+//! ```
+//!
+//! `tests/native_roots.rs` connects to a server whose CA only the OS store holds, and
+//! `tests/tls_free.rs` shows what the `ws://`-only build does with `wss://`; `scripts/test.sh`
+//! checks every combination builds.
 //!
 //! ## Layout
 //!
@@ -90,6 +112,9 @@
 //! and state machines, with no I/O, no tokio and no clock. The tokio glue around them is private;
 //! [`client`], [`server`], [`tls`] and [`transport`] are the public entry points.
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
+// The docs are written for the default build; without TLS, their links to the TLS items (which
+// are then absent) would not resolve.
+#![cfg_attr(not(feature = "tls"), allow(rustdoc::broken_intra_doc_links))]
 
 pub mod client;
 #[cfg(feature = "serde")]
@@ -101,6 +126,7 @@ pub mod handshake;
 pub mod proto;
 mod rt;
 pub mod server;
+#[cfg(feature = "tls")]
 pub mod tls;
 mod trace;
 pub mod transport;

@@ -11,9 +11,9 @@
 //! its request a byte a minute is cut off. A request head larger than
 //! [`Config::max_handshake_size`] or with more header lines than
 //! [`Config::max_handshake_headers`] is answered with `431 Request Header Fields Too Large`.
-//! [`Acceptor::allowed_origins`] answers `403` to browsers on other sites. Over TLS, build a
-//! [`TlsAcceptor`] with [`tls::acceptor_from_pem`](crate::tls::acceptor_from_pem) and use
-//! [`Acceptor::accept_tls`].
+//! [`Acceptor::allowed_origins`] answers `403` to browsers on other sites. Over TLS (the `ring`
+//! or `aws-lc-rs` feature), build a `TlsAcceptor` with `tls::acceptor_from_pem` and use
+//! `Acceptor::accept_tls`.
 //!
 //! ```no_run
 //! use wsio::server::{Acceptor, Accept, Reject};
@@ -56,6 +56,7 @@ use tokio::time::timeout_at;
 use crate::config::Config;
 use crate::error::{Error, HandshakeError, Result, Timeout};
 use crate::rt::handshake::{self, deadline_after};
+#[cfg(feature = "tls")]
 use crate::tls::TlsAcceptor;
 use crate::WebSocket;
 
@@ -246,6 +247,7 @@ impl Acceptor {
     ///
     /// # Cancel safety
     /// Dropping the future drops `io` mid-handshake; nothing else is affected.
+    #[cfg(feature = "tls")]
     pub async fn accept_tls<S>(
         &self,
         tls: &TlsAcceptor,
@@ -307,6 +309,7 @@ impl Acceptor {
     ///
     /// # Cancel safety
     /// Dropping the future drops `io` mid-handshake; nothing else is affected.
+    #[cfg(feature = "tls")]
     pub async fn read_request_tls<S>(
         &self,
         tls: &TlsAcceptor,
@@ -367,6 +370,7 @@ impl Acceptor {
 }
 
 /// Runs the TLS handshake of a server, before `deadline`.
+#[cfg(feature = "tls")]
 async fn tls_handshake<S>(
     tls: &TlsAcceptor,
     io: S,

@@ -1,4 +1,8 @@
-//! TLS for `wss://`: [rustls] 0.23 through [tokio_rustls] 0.26, with the *ring* crypto provider.
+//! TLS for `wss://`: [rustls] 0.23 through [tokio_rustls] 0.26, with the *ring* crypto provider
+//! (the `ring` feature, on by default) or aws-lc-rs (the `aws-lc-rs` feature, which wins when
+//! both are on). Without either feature this module does not exist and the crate is
+//! `ws://`-only: a `wss://` URL or an `https://` proxy then fails before any I/O with
+//! [`TlsError::NotCompiled`].
 //!
 //! # Client
 //!
@@ -7,12 +11,17 @@
 //! is sent as SNI and checked against the server's certificate; ALPN offers `http/1.1`.
 //!
 //! **Trust roots.** By default the server's chain must lead to a root of the Mozilla root program
-//! as compiled into [`webpki-roots`](https://docs.rs/webpki-roots) ([`default_root_store`]). This
-//! was chosen over the operating system's trust store (`rustls-platform-verifier`) because it
-//! behaves the same on every machine: a minimal container without `ca-certificates`, a CI runner
+//! as compiled into [`webpki-roots`](https://docs.rs/webpki-roots) ([`default_root_store`]; the
+//! `webpki-roots` feature, on by default). The `native-roots` feature adds the operating
+//! system's trust store, read once through
+//! [`rustls-native-certs`](https://docs.rs/rustls-native-certs); with both features on, the
+//! default store holds both sets, and with neither it is empty (add roots yourself). The Mozilla
+//! roots were chosen as the default over the operating system's trust store because they
+//! behave the same on every machine: a minimal container without `ca-certificates`, a CI runner
 //! and a laptop all trust the same roots, and a connection that works in a test works in
 //! production. The price is that the roots change only when this crate's dependencies are updated,
-//! and that enterprise roots installed in the OS, and the OS's revocation checks, are not used.
+//! and that enterprise roots installed in the OS (unless `native-roots` is on) and the OS's
+//! revocation checks are not used.
 //! When you need those, or a private CA, either add roots with
 //! [`ClientBuilder::add_root_certificate`](crate::client::ClientBuilder::add_root_certificate) or
 //! pass a complete [`rustls::ClientConfig`] (built with any verifier, e.g.
@@ -73,22 +82,43 @@ pub use tokio_rustls::TlsAcceptor;
 /// The ALPN protocol a WebSocket handshake runs over (RFC 6455 is HTTP/1.1 only).
 const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
 
-/// The crypto provider every config built here uses: *ring*, named explicitly so that the
-/// process-wide default (which may be unset, or ambiguous when several providers are compiled
-/// in) never matters.
+#[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+compile_error!("wsio's `tls` feature needs a crypto provider: enable `ring` or `aws-lc-rs`");
+
+/// The crypto provider every config built here uses: aws-lc-rs with the `aws-lc-rs` feature,
+/// else *ring*; named explicitly so that the process-wide default (which may be unset, or
+/// ambiguous when several providers are compiled in) never matters.
 fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .get_or_init(|| {
+            #[cfg(feature = "aws-lc-rs")]
+            let provider = rustls::crypto::aws_lc_rs::default_provider();
+            #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+            let provider = rustls::crypto::ring::default_provider();
+            Arc::new(provider)
+        })
         .clone()
 }
 
-/// The Mozilla root program's trust anchors, from `webpki-roots`: what `wss://` connections
-/// trust by default (see the [module docs](self) for why).
+/// What `wss://` connections trust by default (see the [module docs](self) for why): the
+/// Mozilla root program's trust anchors from `webpki-roots` (the `webpki-roots` feature) and
+/// the operating system's trust store (the `native-roots` feature), both when both are on;
+/// empty with neither. The OS store is read at the first call only; certificates in it that
+/// cannot be parsed are skipped.
 pub fn default_root_store() -> RootCertStore {
-    RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    }
+    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            #[allow(unused_mut)] // with neither roots feature
+            let mut roots = RootCertStore::empty();
+            #[cfg(feature = "webpki-roots")]
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            #[cfg(feature = "native-roots")]
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            roots
+        })
+        .clone()
 }
 
 /// A client's certificate chain (its own certificate first) and private key, for mutual TLS:
@@ -141,7 +171,7 @@ impl std::fmt::Debug for Identity {
     }
 }
 
-/// A client config that trusts `roots`, with the *ring* provider, its safe default protocol
+/// A client config that trusts `roots`, with the crate's provider (*ring* or aws-lc-rs), its safe default protocol
 /// versions (TLS 1.2 and 1.3) and ALPN `http/1.1`: what `wss://` uses unless
 /// [`ClientBuilder::tls_config`](crate::client::ClientBuilder::tls_config) overrides it.
 ///
@@ -233,8 +263,8 @@ pub fn private_key_from_pem(pem: &[u8]) -> Result<PrivateKeyDer<'static>> {
         .map_err(|e| TlsError::Pem(format!("private key: {e}")).into())
 }
 
-/// A server config presenting `chain` (end-entity certificate first) with `key`, with the *ring*
-/// provider, TLS 1.2 and 1.3, no client authentication and ALPN `http/1.1`.
+/// A server config presenting `chain` (end-entity certificate first) with `key`, with the
+/// crate's provider (*ring* or aws-lc-rs), TLS 1.2 and 1.3, no client authentication and ALPN `http/1.1`.
 ///
 /// # Errors
 /// [`TlsError::Rustls`] when the key is unusable or does not match the certificate.
@@ -342,10 +372,29 @@ mod tests {
 
     #[test]
     fn default_store_has_roots_and_configs_build() {
-        assert!(!default_root_store().is_empty());
+        #[cfg(feature = "webpki-roots")]
+        assert!(default_root_store().len() >= webpki_roots::TLS_SERVER_ROOTS.len());
         let config = default_client_config().unwrap();
         assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
         assert!(Arc::ptr_eq(&config, &default_client_config().unwrap()));
+    }
+
+    /// The key exchange groups tell the providers apart: aws-lc-rs offers the post-quantum
+    /// hybrid X25519MLKEM768 first, *ring* does not have it.
+    #[test]
+    fn the_provider_is_the_one_the_features_pick() {
+        let groups = |p: &CryptoProvider| format!("{:?}", p.kx_groups);
+        #[cfg(feature = "aws-lc-rs")]
+        let expected = rustls::crypto::aws_lc_rs::default_provider();
+        #[cfg(not(feature = "aws-lc-rs"))]
+        let expected = rustls::crypto::ring::default_provider();
+        assert_eq!(groups(&provider()), groups(&expected));
+        #[cfg(all(feature = "aws-lc-rs", feature = "ring"))]
+        assert_ne!(
+            groups(&provider()),
+            groups(&rustls::crypto::ring::default_provider()),
+            "the two providers must be told apart for this test to mean anything"
+        );
     }
 
     #[test]

@@ -84,6 +84,7 @@ pub(crate) fn dialed(span: &ConnSpan, io: &crate::MaybeTlsStream) {
         }
         // TLS with the server: over TCP, or inside an `https://` proxy's TLS (`peer` is then
         // the proxy, the TCP peer).
+        #[cfg(feature = "tls")]
         match io {
             crate::MaybeTlsStream::Rustls(tls) => tls_event(span, tls.get_ref().1),
             crate::MaybeTlsStream::ProxyTlsRustls(tls) => tls_event(span, tls.get_ref().1),
@@ -95,6 +96,7 @@ pub(crate) fn dialed(span: &ConnSpan, io: &crate::MaybeTlsStream) {
 }
 
 /// A connection accepted over `tls` is open: an event on its `span` says what TLS agreed.
+#[cfg(feature = "tls")]
 #[inline(always)]
 pub(crate) fn tls_accepted<S>(span: &ConnSpan, tls: &tokio_rustls::server::TlsStream<S>) {
     #[cfg(feature = "tracing")]
@@ -104,7 +106,7 @@ pub(crate) fn tls_accepted<S>(span: &ConnSpan, tls: &tokio_rustls::server::TlsSt
 }
 
 /// The TLS version, cipher suite, ALPN and how many certificates the peer presented.
-#[cfg(feature = "tracing")]
+#[cfg(all(feature = "tracing", feature = "tls"))]
 fn tls_event(span: &ConnSpan, tls: &rustls::CommonState) {
     conn_event!(
         span,

@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+#[cfg(feature = "tls")]
 use rustls::pki_types::CertificateDer;
+#[cfg(feature = "tls")]
 use rustls::{ProtocolVersion, SupportedCipherSuite};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -58,15 +60,19 @@ pub enum MaybeTlsStream {
     /// `ws://`: plain TCP.
     Plain(TcpStream),
     /// `wss://`: TLS (rustls) over TCP.
+    #[cfg(feature = "tls")]
     Rustls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// `ws://` through an `https://` proxy: TLS to the proxy, and inside it the tunnel to the
     /// server, which is not encrypted past the proxy.
+    #[cfg(feature = "tls")]
     ProxyTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// `wss://` through an `https://` proxy: the server's TLS inside TLS to the proxy.
+    #[cfg(feature = "tls")]
     ProxyTlsRustls(Box<TlsInTls>),
 }
 
 /// The server's TLS inside TLS to an `https://` proxy.
+#[cfg(feature = "tls")]
 pub type TlsInTls = tokio_rustls::client::TlsStream<tokio_rustls::client::TlsStream<TcpStream>>;
 
 impl MaybeTlsStream {
@@ -74,7 +80,9 @@ impl MaybeTlsStream {
     pub fn tcp(&self) -> &TcpStream {
         match self {
             MaybeTlsStream::Plain(tcp) => tcp,
+            #[cfg(feature = "tls")]
             MaybeTlsStream::Rustls(tls) | MaybeTlsStream::ProxyTls(tls) => tls.get_ref().0,
+            #[cfg(feature = "tls")]
             MaybeTlsStream::ProxyTlsRustls(tls) => tls.get_ref().0.get_ref().0,
         }
     }
@@ -82,10 +90,13 @@ impl MaybeTlsStream {
     /// `true` when the connection runs over TLS with the server (`wss://`); TLS to an
     /// `https://` proxy alone does not count.
     pub fn is_tls(&self) -> bool {
-        matches!(
+        #[cfg(feature = "tls")]
+        return matches!(
             self,
             MaybeTlsStream::Rustls(_) | MaybeTlsStream::ProxyTlsRustls(_)
-        )
+        );
+        #[cfg(not(feature = "tls"))]
+        false
     }
 }
 
@@ -97,9 +108,11 @@ impl AsyncRead for MaybeTlsStream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(feature = "tls")]
             MaybeTlsStream::Rustls(s) | MaybeTlsStream::ProxyTls(s) => {
                 Pin::new(&mut **s).poll_read(cx, buf)
             }
+            #[cfg(feature = "tls")]
             MaybeTlsStream::ProxyTlsRustls(s) => Pin::new(&mut **s).poll_read(cx, buf),
         }
     }
@@ -113,9 +126,11 @@ impl AsyncWrite for MaybeTlsStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(feature = "tls")]
             MaybeTlsStream::Rustls(s) | MaybeTlsStream::ProxyTls(s) => {
                 Pin::new(&mut **s).poll_write(cx, buf)
             }
+            #[cfg(feature = "tls")]
             MaybeTlsStream::ProxyTlsRustls(s) => Pin::new(&mut **s).poll_write(cx, buf),
         }
     }
@@ -127,9 +142,11 @@ impl AsyncWrite for MaybeTlsStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            #[cfg(feature = "tls")]
             MaybeTlsStream::Rustls(s) | MaybeTlsStream::ProxyTls(s) => {
                 Pin::new(&mut **s).poll_write_vectored(cx, bufs)
             }
+            #[cfg(feature = "tls")]
             MaybeTlsStream::ProxyTlsRustls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
         }
     }
@@ -137,7 +154,9 @@ impl AsyncWrite for MaybeTlsStream {
     fn is_write_vectored(&self) -> bool {
         match self {
             MaybeTlsStream::Plain(s) => s.is_write_vectored(),
+            #[cfg(feature = "tls")]
             MaybeTlsStream::Rustls(s) | MaybeTlsStream::ProxyTls(s) => s.is_write_vectored(),
+            #[cfg(feature = "tls")]
             MaybeTlsStream::ProxyTlsRustls(s) => s.is_write_vectored(),
         }
     }
@@ -145,9 +164,11 @@ impl AsyncWrite for MaybeTlsStream {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(feature = "tls")]
             MaybeTlsStream::Rustls(s) | MaybeTlsStream::ProxyTls(s) => {
                 Pin::new(&mut **s).poll_flush(cx)
             }
+            #[cfg(feature = "tls")]
             MaybeTlsStream::ProxyTlsRustls(s) => Pin::new(&mut **s).poll_flush(cx),
         }
     }
@@ -155,9 +176,11 @@ impl AsyncWrite for MaybeTlsStream {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            #[cfg(feature = "tls")]
             MaybeTlsStream::Rustls(s) | MaybeTlsStream::ProxyTls(s) => {
                 Pin::new(&mut **s).poll_shutdown(cx)
             }
+            #[cfg(feature = "tls")]
             MaybeTlsStream::ProxyTlsRustls(s) => Pin::new(&mut **s).poll_shutdown(cx),
         }
     }
@@ -177,22 +200,26 @@ pub trait TransportInfo {
     /// The remote address of the connection.
     fn peer_addr(&self) -> io::Result<SocketAddr>;
 
+    #[cfg(feature = "tls")]
     /// The TLS version negotiated (`TLSv1_3`, `TLSv1_2`).
     fn tls_protocol_version(&self) -> Option<ProtocolVersion> {
         None
     }
 
+    #[cfg(feature = "tls")]
     /// The TLS cipher suite negotiated.
     fn tls_cipher_suite(&self) -> Option<SupportedCipherSuite> {
         None
     }
 
+    #[cfg(feature = "tls")]
     /// The certificates the peer presented, its own first. A client sees the server's chain; a
     /// server sees `None` unless it asked for client certificates.
     fn tls_peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
         None
     }
 
+    #[cfg(feature = "tls")]
     /// The ALPN protocol agreed on, if any (`b"http/1.1"` when both sides offered it).
     fn tls_alpn_protocol(&self) -> Option<&[u8]> {
         None
@@ -211,6 +238,7 @@ impl TransportInfo for TcpStream {
 
 /// Implements `TransportInfo` for a TLS stream type whose `get_ref()` gives
 /// `(&inner transport, &rustls connection)`.
+#[cfg(feature = "tls")]
 macro_rules! tls_transport_info {
     ($stream:ty) => {
         impl<S: TransportInfo> TransportInfo for $stream {
@@ -241,8 +269,11 @@ macro_rules! tls_transport_info {
     };
 }
 
+#[cfg(feature = "tls")]
 tls_transport_info!(tokio_rustls::client::TlsStream<S>);
+#[cfg(feature = "tls")]
 tls_transport_info!(tokio_rustls::server::TlsStream<S>);
+#[cfg(feature = "tls")]
 tls_transport_info!(tokio_rustls::TlsStream<S>);
 
 impl TransportInfo for MaybeTlsStream {
@@ -254,6 +285,7 @@ impl TransportInfo for MaybeTlsStream {
         self.tcp().peer_addr()
     }
 
+    #[cfg(feature = "tls")]
     fn tls_protocol_version(&self) -> Option<ProtocolVersion> {
         match self {
             MaybeTlsStream::Plain(_) | MaybeTlsStream::ProxyTls(_) => None,
@@ -262,6 +294,7 @@ impl TransportInfo for MaybeTlsStream {
         }
     }
 
+    #[cfg(feature = "tls")]
     fn tls_cipher_suite(&self) -> Option<SupportedCipherSuite> {
         match self {
             MaybeTlsStream::Plain(_) | MaybeTlsStream::ProxyTls(_) => None,
@@ -270,6 +303,7 @@ impl TransportInfo for MaybeTlsStream {
         }
     }
 
+    #[cfg(feature = "tls")]
     fn tls_peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
         match self {
             MaybeTlsStream::Plain(_) | MaybeTlsStream::ProxyTls(_) => None,
@@ -278,6 +312,7 @@ impl TransportInfo for MaybeTlsStream {
         }
     }
 
+    #[cfg(feature = "tls")]
     fn tls_alpn_protocol(&self) -> Option<&[u8]> {
         match self {
             MaybeTlsStream::Plain(_) | MaybeTlsStream::ProxyTls(_) => None,

@@ -69,9 +69,12 @@ async fn a_plain_connection_reports_addresses_and_no_tls() {
     assert!(!ws.get_ref().is_tls());
     assert_eq!(ws.peer_addr().unwrap(), addr);
     assert_eq!(ws.local_addr().unwrap().ip(), addr.ip());
-    assert_eq!(ws.tls_protocol_version(), None);
-    assert!(ws.tls_cipher_suite().is_none());
-    assert!(ws.tls_peer_certificates().is_none());
+    #[cfg(feature = "tls")]
+    {
+        assert_eq!(ws.tls_protocol_version(), None);
+        assert!(ws.tls_cipher_suite().is_none());
+        assert!(ws.tls_peer_certificates().is_none());
+    }
     assert!(
         ws.get_ref().tcp().nodelay().unwrap(),
         "TCP_NODELAY is on by default"

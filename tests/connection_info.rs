@@ -136,12 +136,15 @@ async fn addresses_match_the_tcp_streams_and_plain_tcp_has_no_tls_parameters() {
     );
 
     assert!(!client.get_ref().is_tls());
-    assert!(client.tls_protocol_version().is_none());
-    assert!(client.tls_cipher_suite().is_none());
-    assert!(client.tls_peer_certificates().is_none());
-    assert!(client.tls_alpn_protocol().is_none());
-    assert!(server.tls_protocol_version().is_none());
-    assert!(server.tls_peer_certificates().is_none());
+    #[cfg(feature = "tls")]
+    {
+        assert!(client.tls_protocol_version().is_none());
+        assert!(client.tls_cipher_suite().is_none());
+        assert!(client.tls_peer_certificates().is_none());
+        assert!(client.tls_alpn_protocol().is_none());
+        assert!(server.tls_protocol_version().is_none());
+        assert!(server.tls_peer_certificates().is_none());
+    }
 }
 
 #[tokio::test]

@@ -6,6 +6,8 @@
 //! wsio_load`, in the profile these tests were built in), so that `cargo test --test
 //! load_generator` alone never runs a stale binary.
 
+#![cfg(feature = "tls")]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Output;

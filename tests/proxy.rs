@@ -9,6 +9,8 @@
 //! never answers is the connect timeout, an endless answer header is refused, and `ProxyEnv`
 //! sends a connection through the proxy or, by `NO_PROXY`, around it.
 
+#![cfg(feature = "tls")]
+
 mod support;
 
 use std::net::SocketAddr;

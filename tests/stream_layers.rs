@@ -5,6 +5,7 @@
 mod support;
 
 use std::convert::Infallible;
+#[cfg(feature = "tls")]
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,11 +16,13 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer, ServerName};
 use support::stream::*;
 use support::*;
+#[cfg(feature = "tls")]
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+#[cfg(feature = "tls")]
+use wsio::tls::{rustls, tokio_rustls, CertificateDer, PrivateKeyDer, ServerName};
 use wsio::{ByteStream, Config};
 
 /// Generous for a debug build on two cores; each test moves a few MiB at most.
@@ -30,26 +33,20 @@ fn config() -> Config {
     Config::default().stream_fragment_size(24 * 1024)
 }
 
-/// A certificate for `localhost` made on the spot, and TLS configs trusting only it.
+/// A certificate for `localhost` made on the spot, and TLS configs (wsio's, with the crate's
+/// provider) trusting only it.
+#[cfg(feature = "tls")]
 fn tls_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let cert: CertificateDer<'static> = certified.cert.der().clone();
-    let key = PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key.into())
-        .unwrap();
+    let key = PrivateKeyDer::from(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        certified.signing_key.serialize_der(),
+    ));
+    let server = wsio::tls::server_config(vec![cert.clone()], key).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    (Arc::new(server), Arc::new(client))
+    let client = wsio::tls::client_config(roots).unwrap();
+    (server, client)
 }
 
 /// `count` payloads of random sizes up to `max` (some empty), from `seed`.
@@ -67,6 +64,7 @@ fn payloads(seed: u64, count: usize, max: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+#[cfg(feature = "tls")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_session_inside_a_byte_stream_echoes_random_payloads() {
     let (server_tls, client_tls) = tls_configs();

@@ -2,6 +2,8 @@
 //! connects and reports its TLS parameters; an unknown CA, a wrong host name and an expired
 //! certificate each fail with `ErrorKind::Tls`.
 
+#![cfg(feature = "tls")]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -12,6 +12,8 @@
 //!
 //! The tests take turns (a process-wide lock): they count this process's file descriptors.
 
+#![cfg(feature = "tls")]
+
 mod support;
 
 use std::future::Future;

@@ -10,6 +10,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+#[cfg(feature = "tls")]
 use support::certs::Ca;
 use support::*;
 use tokio::net::TcpListener;
@@ -173,6 +174,7 @@ async fn a_refused_upgrade_is_an_event_on_both_sides() {
     captured.line_with(&["the server refused the upgrade", "status=403"]);
 }
 
+#[cfg(feature = "tls")]
 #[tokio::test]
 async fn tls_details_are_an_event_on_both_sides() {
     let (captured, _guard) = capture();

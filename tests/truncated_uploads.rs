@@ -24,7 +24,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::Stdio;
-use std::sync::{Arc, OnceLock};
+#[cfg(feature = "tls")]
+use std::sync::Arc;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -32,9 +34,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use wsio::server::Acceptor;
+#[cfg(feature = "tls")]
 use wsio::tls::rustls::{self, RootCertStore};
 use wsio::{ByteStream, ClientBuilder, Config, DataKind, Role, WebSocket};
 
+#[cfg(feature = "tls")]
 use support::certs::Ca;
 use support::{scripted, within, within_for, XorShift, OP_BINARY, STEP};
 
@@ -619,6 +623,7 @@ async fn forward_until_cut(
 }
 
 /// A client TLS config that trusts `ca` alone.
+#[cfg(feature = "tls")]
 fn trusting(ca: &Ca) -> Arc<rustls::ClientConfig> {
     let mut roots = RootCertStore::empty();
     roots.add(ca.der()).unwrap();
@@ -631,10 +636,17 @@ fn trusting(ca: &Ca) -> Arc<rustls::ClientConfig> {
 /// the API, the drain, compression and the cut, so 8 rounds (16 with two cuts) cover them all.
 async fn proxied_rounds(test: &str, cuts: &[Cut], tls: bool, rounds: usize) {
     let mut rng = XorShift::new(seed(test));
-    let ca = Ca::new("wsio truncated uploads CA");
-    let leaf = ca.leaf(&["localhost"], None);
-    let server_tls = wsio::tls::acceptor(leaf.chain, leaf.key).unwrap();
-    let client_tls = trusting(&ca);
+    #[cfg(not(feature = "tls"))]
+    assert!(!tls, "TLS rounds need the `tls` feature");
+    #[cfg(feature = "tls")]
+    let (server_tls, client_tls) = {
+        let ca = Ca::new("wsio truncated uploads CA");
+        let leaf = ca.leaf(&["localhost"], None);
+        (
+            wsio::tls::acceptor(leaf.chain, leaf.key).unwrap(),
+            trusting(&ca),
+        )
+    };
     for round in 0..rounds {
         let (api, drain, compressed) = round_settings(round);
         let cut = cuts[(round / 8) % cuts.len()];
@@ -660,9 +672,13 @@ async fn proxied_rounds(test: &str, cuts: &[Cut], tls: bool, rounds: usize) {
         let (proxy_addr, forwarded, proxy) =
             cutting_proxy(listener.local_addr().unwrap(), cut, cut_at).await;
 
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut builder = ClientBuilder::new().config(config(compressed));
         let url = if tls {
-            builder = builder.tls_config(client_tls.clone());
+            #[cfg(feature = "tls")]
+            {
+                builder = builder.tls_config(client_tls.clone());
+            }
             format!("wss://localhost:{}/upload", proxy_addr.port())
         } else {
             format!("ws://{proxy_addr}/upload")
@@ -684,6 +700,7 @@ async fn proxied_rounds(test: &str, cuts: &[Cut], tls: bool, rounds: usize) {
             .await
             .unwrap();
         let acceptor = Acceptor::new().config(config(compressed));
+        #[cfg(feature = "tls")]
         let truncated = if tls {
             let (ws, _) = within_for(
                 HANDSHAKE_BOUND,
@@ -698,6 +715,15 @@ async fn proxied_rounds(test: &str, cuts: &[Cut], tls: bool, rounds: usize) {
             let receive = receive_truncated(ws, api, drain, trip_at, Some(arm_cut), &tag);
             within_for(UPLOAD_ENDS, &case, receive).await
         } else {
+            let (ws, _) = within_for(HANDSHAKE_BOUND, "the handshake", acceptor.accept(tcp))
+                .await
+                .unwrap();
+            let receive = receive_truncated(ws, api, drain, trip_at, None::<fn()>, &tag);
+            within_for(UPLOAD_ENDS, &case, receive).await
+        };
+        #[cfg(not(feature = "tls"))]
+        let truncated = {
+            let _ = (arm, tls_bytes);
             let (ws, _) = within_for(HANDSHAKE_BOUND, "the handshake", acceptor.accept(tcp))
                 .await
                 .unwrap();
@@ -741,6 +767,7 @@ async fn a_tcp_fin_without_a_close_frame_never_looks_complete() {
 
 /// Under TLS, the TCP connection is reset or ended (FIN) mid-upload, without the TLS
 /// `close_notify`: the TLS layer must report a truncation, not EOF.
+#[cfg(feature = "tls")]
 #[tokio::test]
 async fn a_tls_stream_cut_without_close_notify_never_looks_complete() {
     proxied_rounds(

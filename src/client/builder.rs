@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::error::{Error, HandshakeError, Result};
 use crate::handshake::client::{set_subprotocols, ClientHandshake};
 use crate::rt::handshake::{self, deadline_after};
+#[cfg(feature = "tls")]
 use crate::tls::CertificateDer;
 use crate::transport::MaybeTlsStream;
 use crate::WebSocket;
@@ -57,7 +58,8 @@ impl Default for ClientBuilder {
 
 impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientBuilder")
+        let mut debug = f.debug_struct("ClientBuilder");
+        debug
             .field("config", &self.config)
             .field("subprotocols", &self.subprotocols)
             .field("headers", &self.headers)
@@ -68,11 +70,12 @@ impl fmt::Debug for ClientBuilder {
             .field("connect_timeout", &self.dial.connect_timeout)
             .field("connect_attempt_timeout", &self.dial.attempt_timeout)
             .field("nodelay", &self.dial.nodelay)
-            .field("unsent_limit", &self.dial.unsent_limit)
+            .field("unsent_limit", &self.dial.unsent_limit);
+        #[cfg(feature = "tls")]
+        debug
             .field("tls_config", &self.dial.tls_config.is_some())
-            .field("root_certificates", &self.dial.root_certificates.len())
-            .field("proxy", &self.dial.proxy)
-            .finish()
+            .field("root_certificates", &self.dial.root_certificates.len());
+        debug.field("proxy", &self.dial.proxy).finish()
     }
 }
 
@@ -224,19 +227,22 @@ impl ClientBuilder {
         self
     }
 
-    /// Use this rustls config for `wss://`, instead of the default one (the Mozilla roots, ALPN
+    /// Use this rustls config for `wss://`, instead of the default one (the default root store, ALPN
     /// `http/1.1`, see [`tls::client_config`](crate::tls::client_config)). It overrides every TLS default and
     /// [`add_root_certificate`](Self::add_root_certificate): it is used as it is, so set its
     /// `alpn_protocols` if you want ALPN. Use it for a private CA only, the OS trust store
     /// (`rustls-platform-verifier`), client certificates or a different crypto provider.
+    #[cfg(feature = "tls")]
     pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
         self.dial.tls_config = Some(config);
         self
     }
 
-    /// Trust `certificate` (DER) as a root for `wss://`, in addition to the Mozilla roots: for a
+    /// Trust `certificate` (DER) as a root for `wss://`, in addition to the default root store
+    /// ([`tls::default_root_store`](crate::tls::default_root_store)): for a
     /// private CA, or a self-signed server. An unusable certificate fails `connect` with
     /// [`Error::Tls`].
+    #[cfg(feature = "tls")]
     pub fn add_root_certificate(mut self, certificate: CertificateDer<'static>) -> Self {
         self.dial.root_certificates.push(certificate);
         self
@@ -316,6 +322,7 @@ impl ClientBuilder {
     ///     .await?;
     /// # Ok(()) }
     /// ```
+    #[cfg(feature = "tls")]
     pub fn client_identity(mut self, identity: crate::tls::Identity) -> Self {
         self.dial.identity = Some(identity);
         self

@@ -3,9 +3,11 @@
 
 use std::io;
 use std::net::SocketAddr;
+#[cfg(feature = "tls")]
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "tls")]
 use rustls::ClientConfig;
 use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at, Instant};
@@ -16,6 +18,7 @@ use super::tunnel;
 use super::url::Target;
 use crate::error::{Error, Result, Timeout};
 use crate::rt::handshake::deadline_after;
+#[cfg(feature = "tls")]
 use crate::tls::{self, CertificateDer, ServerName};
 use crate::transport::MaybeTlsStream;
 
@@ -30,8 +33,11 @@ pub(super) struct Dialer {
     pub(super) attempt_timeout: Option<Duration>,
     pub(super) nodelay: bool,
     pub(super) unsent_limit: Option<u32>,
+    #[cfg(feature = "tls")]
     pub(super) tls_config: Option<Arc<ClientConfig>>,
+    #[cfg(feature = "tls")]
     pub(super) root_certificates: Vec<CertificateDer<'static>>,
+    #[cfg(feature = "tls")]
     pub(super) identity: Option<tls::Identity>,
     pub(super) proxy: Proxies,
 }
@@ -55,8 +61,11 @@ impl Default for Dialer {
             attempt_timeout: None,
             nodelay: true,
             unsent_limit: Some(crate::transport::DEFAULT_UNSENT_LIMIT),
+            #[cfg(feature = "tls")]
             tls_config: None,
+            #[cfg(feature = "tls")]
             root_certificates: Vec::new(),
+            #[cfg(feature = "tls")]
             identity: None,
             proxy: Proxies::None,
         }
@@ -64,32 +73,56 @@ impl Default for Dialer {
 }
 
 /// What TLS needs to connect to one target: the rustls config and the name to verify.
+#[cfg(feature = "tls")]
 pub(super) struct TlsTarget {
     config: Arc<ClientConfig>,
     name: ServerName<'static>,
 }
 
+/// The client config built for the first `wss://` target of a connection, kept for redirects.
+#[cfg(feature = "tls")]
+pub(super) type TlsConfig = Arc<ClientConfig>;
+
+/// Without TLS there is no TLS target: [`Dialer::tls_for`] refuses `wss://` instead.
+#[cfg(not(feature = "tls"))]
+pub(super) enum TlsTarget {}
+
+/// Without TLS there is no client config.
+#[cfg(not(feature = "tls"))]
+pub(super) enum TlsConfig {}
+
 impl Dialer {
     /// TLS for a connection to `target`: `None` for `ws://`. The rustls config is built at the
     /// first `wss://` target and kept in `config` for those that follow (redirects), so that
     /// everything TLS can refuse is refused before any I/O.
+    ///
+    /// Without the TLS features, `wss://` is [`TlsError::NotCompiled`](crate::error::TlsError::NotCompiled).
     pub(super) fn tls_for(
         &self,
         target: &Target,
-        config: &mut Option<Arc<ClientConfig>>,
+        config: &mut Option<TlsConfig>,
     ) -> Result<Option<TlsTarget>> {
         if !target.scheme.is_secure() {
             return Ok(None);
         }
-        let config = match config {
-            Some(config) => Arc::clone(config),
-            None => config.insert(self.client_config()?).clone(),
-        };
-        let name = tls::server_name(&target.host)?;
-        Ok(Some(TlsTarget { config, name }))
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = config;
+            Err(crate::error::TlsError::NotCompiled.into())
+        }
+        #[cfg(feature = "tls")]
+        {
+            let config = match config {
+                Some(config) => Arc::clone(config),
+                None => config.insert(self.client_config()?).clone(),
+            };
+            let name = tls::server_name(&target.host)?;
+            Ok(Some(TlsTarget { config, name }))
+        }
     }
 
     /// The rustls config for `wss://`.
+    #[cfg(feature = "tls")]
     fn client_config(&self) -> Result<Arc<ClientConfig>> {
         if let Some(config) = &self.tls_config {
             return Ok(config.clone());
@@ -110,6 +143,7 @@ impl Dialer {
     /// The rustls config for TLS to an `https://` proxy: the builder's roots (or its
     /// [`tls_config`](super::ClientBuilder::tls_config)), without the client identity, which is
     /// for the server.
+    #[cfg(feature = "tls")]
     fn proxy_client_config(&self) -> Result<Arc<ClientConfig>> {
         if let Some(config) = &self.tls_config {
             return Ok(config.clone());
@@ -146,17 +180,16 @@ impl Dialer {
     ) -> Result<MaybeTlsStream> {
         let deadline = deadline_after(self.connect_timeout);
         let proxy = self.proxy_for(target)?;
+        #[cfg(not(feature = "tls"))]
+        if proxy.is_some_and(|proxy| proxy.kind == ProxyKind::Https) {
+            return Err(crate::error::TlsError::NotCompiled.into());
+        }
         let open = async {
             let Some(proxy) = proxy else {
                 let tcp = self
                     .connect_tcp(&target.host, target.port, deadline)
                     .await?;
-                return Ok(match tls {
-                    None => MaybeTlsStream::Plain(tcp),
-                    Some(TlsTarget { config, name }) => {
-                        MaybeTlsStream::Rustls(Box::new(tls::connect(config, name, tcp).await?))
-                    }
-                });
+                return over_tcp(tls, tcp).await;
             };
             self.open_through(proxy, target, tls, deadline).await
         };
@@ -185,23 +218,24 @@ impl Dialer {
             })?;
         if proxy.kind != ProxyKind::Https {
             tunnel::open(&mut tcp, proxy, target).await?;
-            return Ok(match tls {
-                None => MaybeTlsStream::Plain(tcp),
-                Some(TlsTarget { config, name }) => {
-                    MaybeTlsStream::Rustls(Box::new(tls::connect(config, name, tcp).await?))
-                }
-            });
+            return over_tcp(tls, tcp).await;
         }
+        // Refused before any I/O by `open`; kept as an error rather than a panic.
+        #[cfg(not(feature = "tls"))]
+        return Err(crate::error::TlsError::NotCompiled.into());
         // TLS to the proxy, verified against the proxy's name; the server's TLS inside it.
-        let proxy_name = tls::server_name(&proxy.host)?;
-        let mut to_proxy = tls_over(self.proxy_client_config()?, proxy_name, tcp).await?;
-        tunnel::open(&mut to_proxy, proxy, target).await?;
-        Ok(match tls {
-            None => MaybeTlsStream::ProxyTls(Box::new(to_proxy)),
-            Some(TlsTarget { config, name }) => {
-                MaybeTlsStream::ProxyTlsRustls(Box::new(tls_over(config, name, to_proxy).await?))
-            }
-        })
+        #[cfg(feature = "tls")]
+        {
+            let proxy_name = tls::server_name(&proxy.host)?;
+            let mut to_proxy = tls_over(self.proxy_client_config()?, proxy_name, tcp).await?;
+            tunnel::open(&mut to_proxy, proxy, target).await?;
+            Ok(match tls {
+                None => MaybeTlsStream::ProxyTls(Box::new(to_proxy)),
+                Some(TlsTarget { config, name }) => MaybeTlsStream::ProxyTlsRustls(Box::new(
+                    tls_over(config, name, to_proxy).await?,
+                )),
+            })
+        }
     }
 
     /// Resolves `host`, connects TCP to one of its addresses and sets the builder's socket
@@ -217,7 +251,21 @@ impl Dialer {
     }
 }
 
+/// `tcp` as the transport, with TLS to the server over it when `tls` says so.
+async fn over_tcp(tls: Option<TlsTarget>, tcp: TcpStream) -> Result<MaybeTlsStream> {
+    Ok(match tls {
+        None => MaybeTlsStream::Plain(tcp),
+        #[cfg(feature = "tls")]
+        Some(TlsTarget { config, name }) => {
+            MaybeTlsStream::Rustls(Box::new(tls::connect(config, name, tcp).await?))
+        }
+        #[cfg(not(feature = "tls"))]
+        Some(never) => match never {},
+    })
+}
+
 /// The TLS client handshake over any stream (a tunnel inside TLS to a proxy).
+#[cfg(feature = "tls")]
 async fn tls_over<S>(
     config: Arc<ClientConfig>,
     name: ServerName<'static>,
@@ -317,6 +365,7 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Io);
     }
 
+    #[cfg(feature = "tls")]
     #[test]
     fn tls_is_prepared_for_wss_only_and_once() {
         let dialer = Dialer::default();

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "tls")]
 pub(crate) mod certs;
 pub(crate) mod faulty;
 pub(crate) mod peers;
