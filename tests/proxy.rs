@@ -3,7 +3,7 @@
 //! `microsocks` for SOCKS5 (with and without username/password), against a wsio echo server over
 //! `ws://` and `wss://`. Each test starts its own proxy process on a free port with a config it
 //! writes, and kills it when done. `scripts/install-proxies.sh` installs both; a test whose proxy
-//! is missing says so and checks nothing.
+//! is missing fails.
 //!
 //! Also here: the refusals (407, 403, SOCKS5 errors) arrive as `Error::Proxy`, a proxy that
 //! never answers is the connect timeout, an endless answer header is refused, and `ProxyEnv`
@@ -56,19 +56,18 @@ impl ProxyProcess {
     }
 }
 
-/// The installed program, or `None` after saying the test is skipped.
-fn program(name: &str) -> Option<PathBuf> {
-    let found = ["/usr/bin", "/usr/sbin", "/usr/local/bin"]
+/// The installed program. A missing one fails the test (like a missing Chromium in
+/// tests/browser.rs): a proxy test that skipped would pass having checked nothing.
+fn program(name: &str) -> PathBuf {
+    ["/usr/bin", "/usr/sbin", "/usr/local/bin"]
         .iter()
         .map(|dir| Path::new(dir).join(name))
-        .find(|path| path.is_file());
-    if found.is_none() {
-        eprintln!(
-            "SKIPPED: {name} is not installed (run scripts/install-proxies.sh); \
-             this test checked nothing"
-        );
-    }
-    found
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is missing: run `bash scripts/install-proxies.sh` (scripts/test.sh does)"
+            )
+        })
 }
 
 fn temp_dir(what: &str) -> PathBuf {
@@ -118,8 +117,8 @@ async fn start(program: &Path, args: &[String], port: u16, dir: PathBuf) -> Prox
 }
 
 /// tinyproxy allowing `CONNECT` to `ports` only, with `BasicAuth` when `auth` is given.
-async fn tinyproxy(ports: &[u16], auth: Option<(&str, &str)>) -> Option<ProxyProcess> {
-    let program = program("tinyproxy")?;
+async fn tinyproxy(ports: &[u16], auth: Option<(&str, &str)>) -> ProxyProcess {
+    let program = program("tinyproxy");
     let port = free_port().await;
     let dir = temp_dir("tinyproxy");
     let mut config = format!(
@@ -136,12 +135,12 @@ async fn tinyproxy(ports: &[u16], auth: Option<(&str, &str)>) -> Option<ProxyPro
     let file = dir.join("tinyproxy.conf");
     std::fs::write(&file, config).unwrap();
     let args = ["-d".to_owned(), "-c".to_owned(), file.display().to_string()];
-    Some(start(&program, &args, port, dir).await)
+    start(&program, &args, port, dir).await
 }
 
 /// microsocks, with username/password when `auth` is given.
-async fn microsocks(auth: Option<(&str, &str)>) -> Option<ProxyProcess> {
-    let program = program("microsocks")?;
+async fn microsocks(auth: Option<(&str, &str)>) -> ProxyProcess {
+    let program = program("microsocks");
     let port = free_port().await;
     let mut args = vec![
         "-i".to_owned(),
@@ -157,7 +156,7 @@ async fn microsocks(auth: Option<(&str, &str)>) -> Option<ProxyProcess> {
             password.to_owned(),
         ]);
     }
-    Some(start(&program, &args, port, temp_dir("microsocks")).await)
+    start(&program, &args, port, temp_dir("microsocks")).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -285,9 +284,7 @@ fn builder(ca: Option<&Ca>) -> ClientBuilder {
 #[tokio::test]
 async fn ws_through_an_http_proxy() {
     let mut echo = plain_echo().await;
-    let Some(proxy) = tinyproxy(&[echo.port], None).await else {
-        return;
-    };
+    let proxy = tinyproxy(&[echo.port], None).await;
     let client = builder(None).proxy(format!("http://127.0.0.1:{}", proxy.port).parse().unwrap());
     let url = format!("ws://127.0.0.1:{}/", echo.port);
     let (mut ws, _) = within("connect", client.connect(&url)).await.unwrap();
@@ -303,9 +300,7 @@ async fn ws_through_an_http_proxy() {
 async fn wss_through_an_http_proxy_verifies_the_server_inside_the_tunnel() {
     let ca = Ca::new("wsio proxy test CA");
     let mut echo = echo_server(Some(tls_for_localhost(&ca)), Acceptor::new()).await;
-    let Some(proxy) = tinyproxy(&[echo.port], None).await else {
-        return;
-    };
+    let proxy = tinyproxy(&[echo.port], None).await;
     let client =
         builder(Some(&ca)).proxy(format!("http://127.0.0.1:{}", proxy.port).parse().unwrap());
     let url = format!("wss://localhost:{}/", echo.port);
@@ -338,9 +333,7 @@ fn proxy_url(proxy: &ProxyProcess) -> Proxy {
 #[tokio::test]
 async fn proxy_credentials_go_to_the_proxy_only_and_missing_or_wrong_ones_are_its_refusal() {
     let mut echo = plain_echo().await;
-    let Some(proxy) = tinyproxy(&[echo.port], Some(("user", "pa55"))).await else {
-        return;
-    };
+    let proxy = tinyproxy(&[echo.port], Some(("user", "pa55"))).await;
     let url = format!("ws://127.0.0.1:{}/", echo.port);
     let with = |credentials: &str| {
         let proxy = Proxy::new(&format!("http://{credentials}127.0.0.1:{}", proxy.port)).unwrap();
@@ -385,9 +378,7 @@ async fn proxy_credentials_go_to_the_proxy_only_and_missing_or_wrong_ones_are_it
 #[tokio::test]
 async fn a_port_the_proxy_does_not_allow_is_its_403() {
     let echo = plain_echo().await;
-    let Some(proxy) = tinyproxy(&[echo.port.wrapping_add(1).max(1)], None).await else {
-        return;
-    };
+    let proxy = tinyproxy(&[echo.port.wrapping_add(1).max(1)], None).await;
     let url = format!("ws://127.0.0.1:{}/", echo.port);
     let e = proxy_error(
         within(
@@ -417,9 +408,7 @@ async fn redirects_keep_the_proxy_credentials_on_each_connect() {
             });
         }
     });
-    let Some(proxy) = tinyproxy(&[first_port, second.port], Some(("user", "pa55"))).await else {
-        return;
-    };
+    let proxy = tinyproxy(&[first_port, second.port], Some(("user", "pa55"))).await;
     let client = builder(None)
         .max_redirects(1)
         .proxy(Proxy::new(&format!("http://user:pa55@127.0.0.1:{}", proxy.port)).unwrap());
@@ -437,9 +426,7 @@ async fn ws_and_wss_through_an_https_proxy() {
     let ca = Ca::new("wsio proxy test CA");
     let mut plain = plain_echo().await;
     let mut secure = echo_server(Some(tls_for_localhost(&ca)), Acceptor::new()).await;
-    let Some(tiny) = tinyproxy(&[plain.port, secure.port], Some(("user", "pa55"))).await else {
-        return;
-    };
+    let tiny = tinyproxy(&[plain.port, secure.port], Some(("user", "pa55"))).await;
     let front = tls_terminator(tls_for_localhost(&ca), tiny.addr()).await;
     let proxy = Proxy::new(&format!("https://user:pa55@localhost:{front}")).unwrap();
     let client = builder(Some(&ca)).proxy(proxy.clone());
@@ -479,9 +466,7 @@ async fn ws_and_wss_through_socks5() {
     let ca = Ca::new("wsio proxy test CA");
     let plain = plain_echo().await;
     let secure = echo_server(Some(tls_for_localhost(&ca)), Acceptor::new()).await;
-    let Some(socks) = microsocks(None).await else {
-        return;
-    };
+    let socks = microsocks(None).await;
     for scheme in ["socks5", "socks5h"] {
         let proxy = Proxy::new(&format!("{scheme}://127.0.0.1:{}", socks.port)).unwrap();
         let client = builder(Some(&ca)).proxy(proxy);
@@ -500,9 +485,7 @@ async fn ws_and_wss_through_socks5() {
 #[tokio::test]
 async fn socks5_username_and_password_and_its_refusals() {
     let echo = plain_echo().await;
-    let Some(socks) = microsocks(Some(("user", "pa55"))).await else {
-        return;
-    };
+    let socks = microsocks(Some(("user", "pa55"))).await;
     let url = format!("ws://127.0.0.1:{}/", echo.port);
     let with = |credentials: &str| {
         let proxy = Proxy::new(&format!("socks5://{credentials}127.0.0.1:{}", socks.port));
@@ -593,9 +576,7 @@ async fn an_endless_answer_header_fails_without_growing() {
 #[tokio::test]
 async fn the_environment_chooses_the_proxy_and_no_proxy_goes_around_it() {
     let echo = plain_echo().await;
-    let Some(proxy) = tinyproxy(&[echo.port], None).await else {
-        return;
-    };
+    let proxy = tinyproxy(&[echo.port], None).await;
     let url = format!("ws://127.0.0.1:{}/", echo.port);
     let proxied = ProxyEnv::from_vars([("http_proxy", format!("127.0.0.1:{}", proxy.port))]);
     let (mut ws, _) = within("connect", builder(None).proxy_env(proxied).connect(&url))
