@@ -179,29 +179,48 @@ impl Dialer {
         tls: Option<TlsTarget>,
     ) -> Result<MaybeTlsStream> {
         let deadline = deadline_after(self.connect_timeout);
-        let proxy = self.proxy_for(target)?;
-        #[cfg(not(feature = "tls"))]
-        if proxy.is_some_and(|proxy| proxy.kind == ProxyKind::Https) {
-            return Err(crate::error::TlsError::NotCompiled.into());
-        }
+        let proxy = match self.proxy_for(target)? {
+            Some(proxy) => Some((proxy, self.tls_to_proxy(proxy)?)),
+            None => None,
+        };
         let open = async {
-            let Some(proxy) = proxy else {
+            let Some((proxy, to_proxy)) = proxy else {
                 let tcp = self
                     .connect_tcp(&target.host, target.port, deadline)
                     .await?;
                 return over_tcp(tls, tcp).await;
             };
-            self.open_through(proxy, target, tls, deadline).await
+            self.open_through(proxy, to_proxy, target, tls, deadline)
+                .await
         };
         timeout_at(deadline, open)
             .await
             .map_err(|_elapsed| Error::Timeout(Timeout::Connect))?
     }
 
-    /// [`open`](Self::open) through `proxy`, by `deadline`.
+    /// TLS for the connection to `proxy`: `None` unless it is an `https://` proxy, verified
+    /// against the proxy's name with the builder's roots. Like [`tls_for`](Self::tls_for), it
+    /// is decided before any I/O, so that a build without TLS refuses the proxy
+    /// ([`TlsError::NotCompiled`](crate::error::TlsError::NotCompiled)) without dialing it.
+    fn tls_to_proxy(&self, proxy: &Proxy) -> Result<Option<TlsTarget>> {
+        if proxy.kind != ProxyKind::Https {
+            return Ok(None);
+        }
+        #[cfg(not(feature = "tls"))]
+        return Err(crate::error::TlsError::NotCompiled.into());
+        #[cfg(feature = "tls")]
+        Ok(Some(TlsTarget {
+            config: self.proxy_client_config()?,
+            name: tls::server_name(&proxy.host)?,
+        }))
+    }
+
+    /// [`open`](Self::open) through `proxy` (over `to_proxy` TLS for an `https://` proxy), by
+    /// `deadline`.
     async fn open_through(
         &self,
         proxy: &Proxy,
+        to_proxy: Option<TlsTarget>,
         target: &Target,
         tls: Option<TlsTarget>,
         deadline: Instant,
@@ -216,18 +235,14 @@ impl Dialer {
                 )),
                 other => other,
             })?;
-        if proxy.kind != ProxyKind::Https {
+        let Some(to_proxy) = to_proxy else {
             tunnel::open(&mut tcp, proxy, target).await?;
             return over_tcp(tls, tcp).await;
-        }
-        // Refused before any I/O by `open`; kept as an error rather than a panic.
-        #[cfg(not(feature = "tls"))]
-        return Err(crate::error::TlsError::NotCompiled.into());
-        // TLS to the proxy, verified against the proxy's name; the server's TLS inside it.
+        };
+        // TLS to the proxy; the server's TLS inside it.
         #[cfg(feature = "tls")]
         {
-            let proxy_name = tls::server_name(&proxy.host)?;
-            let mut to_proxy = tls_over(self.proxy_client_config()?, proxy_name, tcp).await?;
+            let mut to_proxy = tls_over(to_proxy.config, to_proxy.name, tcp).await?;
             tunnel::open(&mut to_proxy, proxy, target).await?;
             Ok(match tls {
                 None => MaybeTlsStream::ProxyTls(Box::new(to_proxy)),
@@ -236,6 +251,8 @@ impl Dialer {
                 )),
             })
         }
+        #[cfg(not(feature = "tls"))]
+        match to_proxy {}
     }
 
     /// Resolves `host`, connects TCP to one of its addresses and sets the builder's socket
