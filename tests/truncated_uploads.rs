@@ -700,30 +700,26 @@ async fn proxied_rounds(test: &str, cuts: &[Cut], tls: bool, rounds: usize) {
             .await
             .unwrap();
         let acceptor = Acceptor::new().config(config(compressed));
-        #[cfg(feature = "tls")]
-        let truncated = if tls {
-            let (ws, _) = within_for(
-                HANDSHAKE_BOUND,
-                "the TLS and WebSocket handshakes",
-                acceptor.accept_tls(&server_tls, tcp),
-            )
-            .await
-            .unwrap();
-            let arm_cut = move || {
-                let _ = arm.send(Some(tls_bytes));
-            };
-            let receive = receive_truncated(ws, api, drain, trip_at, Some(arm_cut), &tag);
-            within_for(UPLOAD_ENDS, &case, receive).await
-        } else {
-            let (ws, _) = within_for(HANDSHAKE_BOUND, "the handshake", acceptor.accept(tcp))
+        #[cfg_attr(not(feature = "tls"), allow(unused_labels))]
+        let truncated = 'round: {
+            #[cfg(feature = "tls")]
+            if tls {
+                let (ws, _) = within_for(
+                    HANDSHAKE_BOUND,
+                    "the TLS and WebSocket handshakes",
+                    acceptor.accept_tls(&server_tls, tcp),
+                )
                 .await
                 .unwrap();
-            let receive = receive_truncated(ws, api, drain, trip_at, None::<fn()>, &tag);
-            within_for(UPLOAD_ENDS, &case, receive).await
-        };
-        #[cfg(not(feature = "tls"))]
-        let truncated = {
-            let _ = (arm, tls_bytes);
+                let arm_cut = move || {
+                    let _ = arm.send(Some(tls_bytes));
+                };
+                let receive = receive_truncated(ws, api, drain, trip_at, Some(arm_cut), &tag);
+                break 'round within_for(UPLOAD_ENDS, &case, receive).await;
+            }
+            // Only TLS rounds arm the cut from the receiver's side.
+            #[cfg(not(feature = "tls"))]
+            let _ = (&arm, tls_bytes);
             let (ws, _) = within_for(HANDSHAKE_BOUND, "the handshake", acceptor.accept(tcp))
                 .await
                 .unwrap();
