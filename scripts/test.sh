@@ -31,6 +31,9 @@ step "cargo test of the optional features (serde: typed messages; tracing: spans
 cargo test --features serde --test typed_messages --test messages
 cargo test --features serde --doc
 cargo test --features tracing --test tracing
+step "cargo test of the http2 feature (RFC 8441 client against hyper's HTTP/2 server)"
+cargo test --features http2 --test h2_client
+cargo check --no-default-features --features http2
 step "TLS features: every combination builds; the ws://-only build has no TLS crate and works"
 cargo clippy --all-targets --no-default-features -- -D warnings
 cargo check --no-default-features --features ring
