@@ -29,9 +29,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! With the `http2` feature, [`Http2Connection`] opens WebSockets over HTTP/2 (RFC 8441):
+//! With the `http2` feature, `Http2Connection` opens WebSockets over HTTP/2 (RFC 8441):
 //! several, each an extended CONNECT stream, on one connection
-//! ([`ClientBuilder::connect_http2`]).
+//! (`ClientBuilder::connect_http2`).
 //!
 //! Everything that can be checked before any I/O is: a URL that is not `ws`, `wss` (or `http`,
 //! `https`, taken as aliases), has no host or a bad port fails at once with

@@ -136,7 +136,7 @@ impl ClientHandshake {
     }
 
     /// Offers permessage-deflate (RFC 7692) with `params`, in a `Sec-WebSocket-Extensions`
-    /// header appended to the request (the value of [`deflate_offer`]); `None` withdraws an
+    /// header appended to the request (the value of [`deflate_offer`](super::deflate_offer)); `None` withdraws an
     /// offer made before. [`parse_response`](Self::parse_response) then accepts a server's
     /// answer that agrees with the offer, and [`ParsedResponse::negotiated`] says what was
     /// agreed.
@@ -204,7 +204,7 @@ impl ClientHandshake {
     ///   [`HandshakeError::MissingHeader`] or [`HandshakeError::InvalidHeader`] for `Upgrade`,
     ///   `Connection` or `Sec-WebSocket-Accept`, [`HandshakeError::UnexpectedSubprotocol`].
     /// - The `Sec-WebSocket-Extensions` of the `101` does not agree with the offer (see
-    ///   [`check_deflate_response`]): [`HandshakeError::UnexpectedExtension`] (an extension
+    ///   [`check_deflate_response`](super::check_deflate_response)): [`HandshakeError::UnexpectedExtension`] (an extension
     ///   not offered), [`HandshakeError::InvalidExtension`] (permessage-deflate with bad
     ///   parameters).
     pub fn parse_response(
