@@ -385,6 +385,53 @@ async fn a_reset_stream_is_an_error_not_a_hang() {
     assert!(failed, "sends after a reset kept succeeding");
 }
 
+/// An HTTP/2 server (h2 itself) that enables extended CONNECT and never answers a request.
+async fn silent_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut connection = h2::server::Builder::new()
+            .enable_connect_protocol()
+            .handshake::<_, Bytes>(tcp)
+            .await
+            .unwrap();
+        let mut unanswered = Vec::new();
+        while let Some(Ok(request)) = connection.accept().await {
+            unanswered.push(request);
+        }
+    });
+    addr
+}
+
+fn is_handshake_timeout(error: &Error) -> bool {
+    matches!(error, Error::Timeout(wsio::error::Timeout::Handshake))
+}
+
+#[tokio::test]
+async fn the_handshake_timeout_bounds_the_start_and_each_extended_connect() {
+    let quick = ClientBuilder::new()
+        .config(Config::default().handshake_timeout(Duration::from_millis(300)));
+    // A server that never answers the request.
+    let addr = silent_server().await;
+    let h2 = within("connect", quick.connect_http2(format!("ws://{addr}")))
+        .await
+        .unwrap();
+    let error = within("websocket", h2.websocket("/never"))
+        .await
+        .unwrap_err();
+    assert!(is_handshake_timeout(&error), "{error:?}");
+    // A TCP server that never speaks HTTP/2: its SETTINGS never come.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move { listener.accept().await });
+    let error = within("connect", quick.connect_http2(format!("ws://{addr}")))
+        .await
+        .unwrap_err();
+    assert!(is_handshake_timeout(&error), "{error:?}");
+    drop(held);
+}
+
 #[cfg(feature = "tls")]
 mod over_tls {
     use super::*;
