@@ -330,9 +330,12 @@ async fn a_connection_of_your_own_needs_full_urls() {
     echo_once(&mut ws, "on my own connection").await;
 }
 
-/// An HTTP/2 server (h2 itself, for control hyper does not give) that accepts each extended
-/// CONNECT with 200 and resets the stream after its first DATA frame.
-async fn resetting_server() -> SocketAddr {
+/// An HTTP/2 server on loopback written with h2 itself, for control that hyper does not give:
+/// it enables extended CONNECT on the first connection and hands each request to `handle`.
+async fn raw_h2_server<F>(mut handle: F) -> SocketAddr
+where
+    F: FnMut(Request<h2::RecvStream>, h2::server::SendResponse<Bytes>) + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -342,16 +345,23 @@ async fn resetting_server() -> SocketAddr {
             .handshake::<_, Bytes>(tcp)
             .await
             .unwrap();
-        while let Some(Ok((request, mut respond))) = connection.accept().await {
-            tokio::spawn(async move {
-                let mut send = respond.send_response(Response::new(()), false).unwrap();
-                let mut body = request.into_body();
-                let _first = body.data().await;
-                send.send_reset(h2::Reason::INTERNAL_ERROR);
-            });
+        while let Some(Ok((request, respond))) = connection.accept().await {
+            handle(request, respond);
         }
     });
     addr
+}
+
+/// Accepts each extended CONNECT with 200 and resets the stream after its first DATA frame.
+async fn resetting_server() -> SocketAddr {
+    raw_h2_server(|request, mut respond| {
+        tokio::spawn(async move {
+            let mut send = respond.send_response(Response::new(()), false).unwrap();
+            let _first = request.into_body().data().await;
+            send.send_reset(h2::Reason::INTERNAL_ERROR);
+        });
+    })
+    .await
 }
 
 #[tokio::test]
@@ -385,23 +395,10 @@ async fn a_reset_stream_is_an_error_not_a_hang() {
     assert!(failed, "sends after a reset kept succeeding");
 }
 
-/// An HTTP/2 server (h2 itself) that enables extended CONNECT and never answers a request.
+/// Never answers a request (and keeps it, so that it is not reset).
 async fn silent_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut connection = h2::server::Builder::new()
-            .enable_connect_protocol()
-            .handshake::<_, Bytes>(tcp)
-            .await
-            .unwrap();
-        let mut unanswered = Vec::new();
-        while let Some(Ok(request)) = connection.accept().await {
-            unanswered.push(request);
-        }
-    });
-    addr
+    let mut unanswered = Vec::new();
+    raw_h2_server(move |request, respond| unanswered.push((request, respond))).await
 }
 
 fn is_handshake_timeout(error: &Error) -> bool {

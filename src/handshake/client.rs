@@ -136,10 +136,10 @@ impl ClientHandshake {
     }
 
     /// Offers permessage-deflate (RFC 7692) with `params`, in a `Sec-WebSocket-Extensions`
-    /// header appended to the request (the value of [`deflate_offer`](super::deflate_offer)); `None` withdraws an
-    /// offer made before. [`parse_response`](Self::parse_response) then accepts a server's
-    /// answer that agrees with the offer, and [`ParsedResponse::negotiated`] says what was
-    /// agreed.
+    /// header appended to the request (the value of [`deflate_offer`](super::deflate_offer));
+    /// `None` withdraws an offer made before. [`parse_response`](Self::parse_response) then
+    /// accepts a server's answer that agrees with the offer, and
+    /// [`ParsedResponse::negotiated`] says what was agreed.
     ///
     /// # Errors
     ///
