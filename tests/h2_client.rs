@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -47,6 +47,8 @@ const ECHO: Server = Server {
 struct Seen {
     extended_connects: AtomicUsize,
     connections: AtomicUsize,
+    /// The headers of the last extended CONNECT.
+    last_headers: Mutex<http::HeaderMap>,
 }
 
 /// Serves HTTP/2 (hyper) over `io` as `server` says: each extended CONNECT becomes a WebSocket
@@ -82,6 +84,7 @@ async fn answer(
         return Ok(response);
     }
     seen.extended_connects.fetch_add(1, Ordering::SeqCst);
+    *seen.last_headers.lock().unwrap() = request.headers().clone();
     if server.refuse {
         let mut response = Response::new(Full::new(Bytes::from_static(b"no WebSockets here")));
         *response.status_mut() = StatusCode::FORBIDDEN;
@@ -250,8 +253,8 @@ async fn a_byte_stream_carries_64_mib_both_ways_with_flow_control() {
 }
 
 #[tokio::test]
-async fn the_subprotocol_is_negotiated_over_http2() {
-    let (addr, _) = h2c_server(Server {
+async fn the_subprotocol_and_the_builders_headers_go_over_http2() {
+    let (addr, seen) = h2c_server(Server {
         select_subprotocol: true,
         ..ECHO
     })
@@ -259,12 +262,23 @@ async fn the_subprotocol_is_negotiated_over_http2() {
     let h2 = ClientBuilder::new()
         .subprotocols(["chat.v2", "chat.v1"])
         .origin("https://example.com")
+        .header(
+            http::HeaderName::from_static("x-token"),
+            http::HeaderValue::from_static("t0"),
+        )
         .connect_http2(format!("ws://{addr}"))
         .await
         .unwrap();
     let (mut ws, response) = within("websocket", h2.websocket("/chat")).await.unwrap();
     assert_eq!(response.headers()["sec-websocket-protocol"], "chat.v1");
     assert_eq!(ws.negotiated().subprotocol(), Some("chat.v1"));
+    {
+        let sent = seen.last_headers.lock().unwrap();
+        assert_eq!(sent["sec-websocket-protocol"], "chat.v2, chat.v1");
+        assert_eq!(sent["origin"], "https://example.com");
+        assert_eq!(sent["x-token"], "t0");
+        assert!(!sent.contains_key("host"));
+    }
     echo_once(&mut ws, "typed chat").await;
 }
 
