@@ -344,11 +344,19 @@ async fn a_connection_of_your_own_needs_full_urls() {
     echo_once(&mut ws, "on my own connection").await;
 }
 
+/// What a raw h2 server does after a request.
+enum Then {
+    /// Goes on serving the connection.
+    Serve,
+    /// Ends the connection at once: `GOAWAY` with `INTERNAL_ERROR`, then close.
+    GoAway,
+}
+
 /// An HTTP/2 server on loopback written with h2 itself, for control that hyper does not give:
 /// it enables extended CONNECT on the first connection and hands each request to `handle`.
 async fn raw_h2_server<F>(mut handle: F) -> SocketAddr
 where
-    F: FnMut(Request<h2::RecvStream>, h2::server::SendResponse<Bytes>) + Send + 'static,
+    F: FnMut(Request<h2::RecvStream>, h2::server::SendResponse<Bytes>) -> Then + Send + 'static,
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -360,7 +368,11 @@ where
             .await
             .unwrap();
         while let Some(Ok((request, respond))) = connection.accept().await {
-            handle(request, respond);
+            if let Then::GoAway = handle(request, respond) {
+                connection.abrupt_shutdown(h2::Reason::INTERNAL_ERROR);
+                let _ = std::future::poll_fn(|cx| connection.poll_closed(cx)).await;
+                return;
+            }
         }
     });
     addr
@@ -374,6 +386,7 @@ async fn resetting_server() -> SocketAddr {
             let _first = request.into_body().data().await;
             send.send_reset(h2::Reason::INTERNAL_ERROR);
         });
+        Then::Serve
     })
     .await
 }
@@ -409,10 +422,38 @@ async fn a_reset_stream_is_an_error_not_a_hang() {
     assert!(failed, "sends after a reset kept succeeding");
 }
 
+#[tokio::test]
+async fn a_connection_the_server_ends_is_an_error_not_a_hang() {
+    let addr = raw_h2_server(|_request, mut respond| {
+        let _accepted = respond.send_response(Response::new(()), false).unwrap();
+        Then::GoAway
+    })
+    .await;
+    let h2 = connect(addr).await;
+    // The 200 and the GOAWAY travel together: the error is the handshake's or the first read's.
+    let error = match within("websocket", h2.websocket("/going")).await {
+        Ok((mut ws, _)) => within("recv after GOAWAY", ws.recv())
+            .await
+            .expect("an error, not the end")
+            .unwrap_err(),
+        Err(error) => error,
+    };
+    assert_eq!(error.kind(), ErrorKind::Io, "{error:?}");
+    // And the connection opens nothing more.
+    let error = within("websocket after GOAWAY", h2.websocket("/again"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Io, "{error:?}");
+}
+
 /// Never answers a request (and keeps it, so that it is not reset).
 async fn silent_server() -> SocketAddr {
     let mut unanswered = Vec::new();
-    raw_h2_server(move |request, respond| unanswered.push((request, respond))).await
+    raw_h2_server(move |request, respond| {
+        unanswered.push((request, respond));
+        Then::Serve
+    })
+    .await
 }
 
 fn is_handshake_timeout(error: &Error) -> bool {
