@@ -288,8 +288,9 @@ async fn a_server_without_extended_connect_is_refused_before_any_request() {
     let error = within("connect", Http2Connection::connect(format!("ws://{addr}")))
         .await
         .unwrap_err();
+    let not_enabled = |e: &HandshakeError| matches!(e, HandshakeError::ExtendedConnectNotEnabled);
     assert!(
-        matches!(&error, Error::Handshake(e) if matches!(**e, HandshakeError::ExtendedConnectNotEnabled)),
+        matches!(&error, Error::Handshake(e) if not_enabled(e)),
         "{error:?}"
     );
     assert_eq!(error.kind(), ErrorKind::Handshake);

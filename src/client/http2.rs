@@ -15,6 +15,9 @@ use super::dial::TlsTarget;
 use super::redirect::Credentials;
 use super::url::{IntoClientRequest, Target};
 use crate::error::{Error, Result};
+// Named in the docs of every build, used in code with TLS only.
+#[cfg_attr(not(feature = "tls"), allow(unused_imports))]
+use crate::error::HandshakeError;
 use crate::handshake::connect::ConnectHandshake;
 use crate::rt::h2_handshake;
 use crate::rt::h2_stream::H2Stream;
@@ -65,8 +68,6 @@ use crate::WebSocket;
 /// let (ws, _) = h2c.websocket("ws://127.0.0.1:8080/echo").await?; // a full URL
 /// # drop((ws, chat)); Ok(()) }
 /// ```
-///
-/// [`HandshakeError::ExtendedConnectNotEnabled`]: crate::handshake::HandshakeError::ExtendedConnectNotEnabled
 #[derive(Clone)]
 pub struct Http2Connection {
     send: SendRequest<Bytes>,
@@ -141,9 +142,6 @@ impl Http2Connection {
     /// # Cancel safety
     /// Dropping the future resets the stream if it was opened; the connection and its other
     /// WebSockets are not affected.
-    ///
-    /// [`HandshakeError::ExtendedConnectNotEnabled`]: crate::handshake::HandshakeError::ExtendedConnectNotEnabled
-    /// [`HandshakeError::Refused`]: crate::handshake::HandshakeError::Refused
     pub async fn websocket(
         &self,
         request: impl IntoClientRequest,
@@ -202,9 +200,6 @@ impl ClientBuilder {
     ///
     /// # Cancel safety
     /// Dropping the future abandons the connection attempt; nothing else is affected.
-    ///
-    /// [`HandshakeError::ExtendedConnectNotEnabled`]: crate::handshake::HandshakeError::ExtendedConnectNotEnabled
-    /// [`HandshakeError::Http2NotNegotiated`]: crate::handshake::HandshakeError::Http2NotNegotiated
     pub async fn connect_http2(&self, url: impl IntoClientRequest) -> Result<Http2Connection> {
         self.config.validate()?;
         let request = url.into_client_request()?;
@@ -233,8 +228,6 @@ impl ClientBuilder {
     ///
     /// # Cancel safety
     /// Dropping the future drops `io`; nothing else is affected.
-    ///
-    /// [`HandshakeError::ExtendedConnectNotEnabled`]: crate::handshake::HandshakeError::ExtendedConnectNotEnabled
     pub async fn http2_handshake<S>(&self, io: S) -> Result<Http2Connection>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -269,7 +262,7 @@ impl ClientBuilder {
 fn alpn_refused(error: Error) -> Error {
     #[cfg(feature = "tls")]
     {
-        use crate::error::{HandshakeError, TlsError};
+        use crate::error::TlsError;
         use rustls::{AlertDescription, Error as Rustls};
         if let Error::Tls(tls) = &error {
             if let TlsError::Rustls(Rustls::AlertReceived(
@@ -288,7 +281,6 @@ fn alpn_refused(error: Error) -> Error {
 fn check_alpn(io: &MaybeTlsStream, target: &Target) -> Result<()> {
     #[cfg(feature = "tls")]
     {
-        use crate::error::HandshakeError;
         use crate::transport::TransportInfo as _;
         if target.scheme.is_secure() && io.tls_alpn_protocol() != Some(super::dial::ALPN_H2) {
             return Err(HandshakeError::Http2NotNegotiated.into());

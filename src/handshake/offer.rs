@@ -1,9 +1,9 @@
 //! What a client offers in its opening handshake, whatever HTTP version carries it, and the
 //! checks of the server's answer against that offer.
 //!
-//! The offer is the same over an HTTP/1.1 upgrade ([`ClientHandshake`](super::client::ClientHandshake))
-//! and an HTTP/2 extended CONNECT ([`ConnectHandshake`](super::connect::ConnectHandshake), RFC
-//! 8441 §5): `Sec-WebSocket-Version: 13`, the subprotocols of `Sec-WebSocket-Protocol`, and
+//! The offer is the same over an HTTP/1.1 upgrade
+//! ([`ClientHandshake`](super::client::ClientHandshake)) and an HTTP/2 extended CONNECT
+//! ([`ConnectHandshake`](super::connect::ConnectHandshake), RFC 8441 §5): `Sec-WebSocket-Version: 13`, the subprotocols of `Sec-WebSocket-Protocol`, and
 //! permessage-deflate in `Sec-WebSocket-Extensions`. Both handshakes hold an [`Offer`], so each
 //! rule is written once here and the two cannot drift apart.
 
