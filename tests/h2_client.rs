@@ -203,6 +203,31 @@ async fn several_websockets_share_one_connection_concurrently() {
     assert_eq!(seen.extended_connects.load(Ordering::SeqCst), 8);
 }
 
+#[tokio::test]
+async fn dropping_an_opening_or_an_open_websocket_leaves_the_others_working() {
+    let (addr, _) = h2c_server(ECHO).await;
+    let h2 = connect(addr).await;
+    let (mut kept, _) = within("websocket", h2.websocket("/kept")).await.unwrap();
+    for _ in 0..3 {
+        let mut opening = Box::pin(h2.websocket("/dropped"));
+        let _ = futures::poll!(opening.as_mut());
+        tokio::task::yield_now().await;
+        let _ = futures::poll!(opening.as_mut());
+        drop(opening);
+    }
+    // One dropped mid-message: its stream is reset, the connection goes on.
+    let (mut dropped, _) = within("websocket", h2.websocket("/mid")).await.unwrap();
+    let mut writer = dropped.send_stream(wsio::DataKind::Binary);
+    within("a first fragment", writer.write_all(&[7u8; 70_000]))
+        .await
+        .unwrap();
+    drop(writer);
+    drop(dropped);
+    echo_once(&mut kept, "still here").await;
+    let (mut fresh, _) = within("websocket", h2.websocket("/fresh")).await.unwrap();
+    echo_once(&mut fresh, "and a new one").await;
+}
+
 /// The byte at `offset` of the bulk transfer: a pattern that a shifted, dropped or repeated
 /// chunk breaks.
 fn pattern(offset: usize) -> u8 {
