@@ -384,6 +384,11 @@ impl Accept {
         self
     }
 
+    /// The subprotocol selected with [`protocol`](Self::protocol), if any.
+    pub fn selected_protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
     /// The `101` answer to `request` ([`accept_response`] with this subprotocol and these
     /// headers), and what it agrees on.
     ///
