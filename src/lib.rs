@@ -115,7 +115,7 @@
 //! | `native-roots` | off | the operating system's trust store in the default root store, read once (with `webpki-roots` on too, the store holds both; with neither it is empty: add roots with `add_root_certificate`); adds `rustls-native-certs` |
 //! | `serde` | off | typed messages: `send_json`/`recv_json` (JSON with `serde_json`) and the `Codec` trait for other serde formats; adds `serde` and `serde_json` to the dependencies |
 //! | `tracing` | off | a `tracing` span per connection (role, peer, subprotocol, extensions) and events for the handshakes, TLS, the close (who, code, reason), failures with their close code and keepalive/idle timeouts; nothing per message, and no cost when off (instructions per echoed 64 B message: 10,107 without, 10,091 with the feature and no subscriber); adds `tracing` |
-//! | `hyper` | off | [`upgrade`](crate::upgrade): WebSocket upgrades inside a hyper 1 server, HTTP/1.1 `Upgrade` and HTTP/2 extended CONNECT (RFC 8441), checked and answered by `Acceptor`'s code; adds `hyper` (`http1`, `http2`), `hyper-util`, `http-body-util` |
+//! | `hyper` | off | `upgrade`: WebSocket upgrades inside a hyper 1 server, HTTP/1.1 `Upgrade` and HTTP/2 extended CONNECT (RFC 8441), checked and answered by `Acceptor`'s code; adds `hyper` (`http1`, `http2`), `hyper-util`, `http-body-util` |
 //! | `axum` | off | `axum::WebSocketUpgrade`, the axum 0.8 extractor, over HTTP/1.1 and HTTP/2; turns on `hyper`; adds `axum` without its default features |
 //!
 //! With `default-features = false` and neither `ring` nor `aws-lc-rs` on, wsio is `ws://`-only: no
