@@ -34,6 +34,10 @@ cargo test --features tracing --test tracing
 step "cargo test of the http2 feature (RFC 8441 client against hyper's HTTP/2 server)"
 cargo test --features http2 --test h2_client
 cargo check --no-default-features --features http2
+step "hyper and axum upgrades (HTTP/1.1 and RFC 8441 over h2), and each feature built on its own"
+cargo test --features axum --test upgrade_hyper --test axum
+cargo check --no-default-features --features hyper
+cargo check --no-default-features --features axum
 step "TLS features: every combination builds; the ws://-only build has no TLS crate and works"
 cargo clippy --all-targets --no-default-features -- -D warnings
 cargo check --no-default-features --features ring
