@@ -31,6 +31,9 @@ step "cargo test of the optional features (serde: typed messages; tracing: spans
 cargo test --features serde --test typed_messages --test messages
 cargo test --features serde --doc
 cargo test --features tracing --test tracing
+step "cargo test of the http2 feature (RFC 8441 client against hyper's HTTP/2 server)"
+cargo test --features http2 --test h2_client
+cargo check --no-default-features --features http2
 step "hyper and axum upgrades (HTTP/1.1 and RFC 8441 over h2), and each feature built on its own"
 cargo test --features axum --test upgrade_hyper --test axum
 cargo check --no-default-features --features hyper

@@ -113,6 +113,7 @@
 //! | `aws-lc-rs` | off | the same TLS with the aws-lc-rs provider instead (it wins when `ring` is on too); needs a C compiler, and cmake on some targets; adds `aws-lc-rs` |
 //! | `webpki-roots` | **on** | the Mozilla roots in the default root store (`tls::default_root_store`), the same on every machine; adds `webpki-roots` |
 //! | `native-roots` | off | the operating system's trust store in the default root store, read once (with `webpki-roots` on too, the store holds both; with neither it is empty: add roots with `add_root_certificate`); adds `rustls-native-certs` |
+//! | `http2` | off | WebSocket over HTTP/2 (RFC 8441): `client::Http2Connection` opens WebSockets as extended CONNECT streams, several on one connection, over h2c (`ws://`, prior knowledge) or TLS with ALPN `h2` (`wss://`), or over an h2 connection you bring; the message and stream APIs work unchanged over its `H2Stream`; adds `h2` (hyper's HTTP/2 implementation) |
 //! | `serde` | off | typed messages: `send_json`/`recv_json` (JSON with `serde_json`) and the `Codec` trait for other serde formats; adds `serde` and `serde_json` to the dependencies |
 //! | `tracing` | off | a `tracing` span per connection (role, peer, subprotocol, extensions) and events for the handshakes, TLS, the close (who, code, reason), failures with their close code and keepalive/idle timeouts; nothing per message, and no cost when off (instructions per echoed 64 B message: 10,107 without, 10,091 with the feature and no subscriber); adds `tracing` |
 //! | `hyper` | off | `upgrade`: WebSocket upgrades inside a hyper 1 server, HTTP/1.1 `Upgrade` and HTTP/2 extended CONNECT (RFC 8441), checked and answered by `Acceptor`'s code; adds `hyper` (`http1`, `http2`), `hyper-util`, `http-body-util` |
@@ -167,6 +168,8 @@ pub mod transport;
 pub mod upgrade;
 
 pub use client::{connect, connect_on, ClientBuilder};
+#[cfg(feature = "http2")]
+pub use client::{H2Stream, Http2Connection};
 #[cfg(feature = "serde")]
 pub use codec::{Codec, Json};
 pub use compression::Compression;

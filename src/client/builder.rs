@@ -31,14 +31,14 @@ type EditRequest = dyn Fn(&mut Request<()>) + Send + Sync;
 /// Options for opening a connection. Cheap to clone; one builder can open many connections.
 #[derive(Clone)]
 pub struct ClientBuilder {
-    config: Config,
+    pub(super) config: Config,
     subprotocols: Vec<String>,
     headers: HeaderMap,
     origin: Option<String>,
     edit_request: Option<Arc<EditRequest>>,
     max_redirects: usize,
     auth_challenge: Option<Hook>,
-    dial: Dialer,
+    pub(super) dial: Dialer,
 }
 
 impl Default for ClientBuilder {
@@ -328,14 +328,35 @@ impl ClientBuilder {
         self
     }
 
-    /// Completes `request` with the builder's settings; `credentials` says whether the
-    /// credential headers it carries (its own and the builder's) may be sent.
+    /// Completes `request` with the builder's settings into an HTTP/1.1 upgrade; `credentials`
+    /// says whether the credential headers it carries (its own and the builder's) may be sent.
     fn handshake(
+        &self,
+        request: Request<()>,
+        credentials: Credentials,
+        answered: Option<(&Answered, &Target)>,
+    ) -> Result<ClientHandshake> {
+        let request = self.with_settings(request, credentials, answered)?;
+        Ok(ClientHandshake::new(request)?.offer_deflate(self.deflate_offer())?)
+    }
+
+    /// The permessage-deflate parameters to offer, from the [`Config`]'s compression.
+    pub(super) fn deflate_offer(&self) -> Option<crate::handshake::DeflateParams> {
+        self.config
+            .get_compression()
+            .map(|c| c.params(crate::proto::Role::Client))
+    }
+
+    /// `request` with what the builder adds to every request, whatever HTTP version carries
+    /// it: its headers, `Origin`, subprotocols, the credentials `credentials` allows (user info
+    /// as `Authorization: Basic`) and an answered challenge's headers, then the
+    /// [`edit_request`](Self::edit_request) hook's changes.
+    pub(super) fn with_settings(
         &self,
         mut request: Request<()>,
         credentials: Credentials,
         answered: Option<(&Answered, &Target)>,
-    ) -> Result<ClientHandshake> {
+    ) -> Result<Request<()>> {
         for (name, value) in &self.headers {
             request.headers_mut().append(name.clone(), value.clone());
         }
@@ -369,11 +390,7 @@ impl ClientBuilder {
         if let Some(edit) = &self.edit_request {
             edit(&mut request);
         }
-        let deflate = self
-            .config
-            .get_compression()
-            .map(|c| c.params(crate::proto::Role::Client));
-        Ok(ClientHandshake::new(request)?.offer_deflate(deflate)?)
+        Ok(request)
     }
 
     /// Resolves the URL's host, connects TCP (trying each address in turn) and, for `wss://`,

@@ -79,6 +79,31 @@ pub(super) struct TlsTarget {
     name: ServerName<'static>,
 }
 
+/// The ALPN protocol of HTTP/2 over TLS (RFC 9113 §3.2).
+#[cfg(all(feature = "tls", feature = "http2"))]
+pub(super) const ALPN_H2: &[u8] = b"h2";
+
+#[cfg(feature = "http2")]
+impl TlsTarget {
+    /// The same TLS offering `h2` alone in ALPN, on a copy of the config: HTTP/2 over TLS runs
+    /// only when the server agrees to it, and the config kept for HTTP/1.1 keeps `http/1.1`.
+    #[cfg(feature = "tls")]
+    pub(super) fn offering_h2(self) -> TlsTarget {
+        let mut config = ClientConfig::clone(&self.config);
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        TlsTarget {
+            config: Arc::new(config),
+            name: self.name,
+        }
+    }
+
+    /// Without TLS there is no TLS target to offer `h2` on.
+    #[cfg(not(feature = "tls"))]
+    pub(super) fn offering_h2(self) -> TlsTarget {
+        match self {}
+    }
+}
+
 /// The client config built for the first `wss://` target of a connection, kept for redirects.
 #[cfg(feature = "tls")]
 pub(super) type TlsConfig = Arc<ClientConfig>;

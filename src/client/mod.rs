@@ -29,6 +29,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With the `http2` feature, `Http2Connection` opens WebSockets over HTTP/2 (RFC 8441):
+//! several, each an extended CONNECT stream, on one connection
+//! (`ClientBuilder::connect_http2`).
+//!
 //! Everything that can be checked before any I/O is: a URL that is not `ws`, `wss` (or `http`,
 //! `https`, taken as aliases), has no host or a bad port fails at once with
 //! [`ErrorKind::InvalidUrl`](crate::ErrorKind::InvalidUrl).
@@ -39,9 +43,12 @@
 // where the answer may go, and `builder` ties them together for `ClientBuilder`. Proxies:
 // `proxy` reads a proxy URL, `proxy_env` chooses proxies from the environment, `http_connect`
 // and `socks` are the sans-io exchanges with HTTP and SOCKS5 proxies, `tunnel` drives them.
+// `http2` is the HTTP/2 client (RFC 8441): the connection handle and the builder's methods.
 mod builder;
 mod challenge;
 mod dial;
+#[cfg(feature = "http2")]
+mod http2;
 mod http_connect;
 mod proxy;
 mod proxy_env;
@@ -57,8 +64,12 @@ use crate::error::Result;
 use crate::transport::MaybeTlsStream;
 use crate::WebSocket;
 
+#[cfg(feature = "http2")]
+pub use crate::rt::h2_stream::H2Stream;
 pub use builder::ClientBuilder;
 pub use challenge::Challenge;
+#[cfg(feature = "http2")]
+pub use http2::Http2Connection;
 pub use proxy::Proxy;
 pub use proxy_env::ProxyEnv;
 pub use url::IntoClientRequest;

@@ -13,20 +13,21 @@
 
 use bytes::Bytes;
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, HOST, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS,
-    SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, TRANSFER_ENCODING, UPGRADE,
+    CONNECTION, CONTENT_LENGTH, HOST, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_VERSION, TRANSFER_ENCODING, UPGRADE,
 };
-use http::{
-    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
-};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
 
 use super::negotiated::selected_subprotocol;
+pub use super::offer::set_subprotocols;
+use super::offer::Offer;
+use super::target::{authority, request_target, scheme_of};
 use super::{
-    check_connection_upgrade, check_deflate_response, deflate_offer, derive_accept_key,
-    extensions::stated_in_response, from_httparse, generate_key, head_window,
-    header_contains_token, http_version, is_token, is_valid_key, partial_head, push, single_header,
-    split_list, to_header_map, trim_ows, value_eq_ignore_case, with_header_slots, write_headers,
-    DeflateParams, HandshakeError, Negotiated, Scheme, DEFAULT_MAX_HEADERS, WEBSOCKET_VERSION,
+    check_connection_upgrade, derive_accept_key, extensions::stated_in_response, from_httparse,
+    generate_key, head_window, header_contains_token, http_version, is_valid_key, partial_head,
+    push, single_header, split_list, to_header_map, trim_ows, value_eq_ignore_case,
+    with_header_slots, write_headers, DeflateParams, HandshakeError, Negotiated,
+    DEFAULT_MAX_HEADERS, WEBSOCKET_VERSION,
 };
 
 /// The most body bytes of a refusal that [`HandshakeError::Refused`] carries: 4 KiB. Enough for
@@ -51,10 +52,8 @@ pub struct ClientHandshake {
     target: String,
     /// The `Sec-WebSocket-Accept` value a correct server answers with.
     expected_accept: String,
-    /// The subprotocols offered in `Sec-WebSocket-Protocol`, in order.
-    offered_protocols: Vec<String>,
-    /// The permessage-deflate parameters offered in `Sec-WebSocket-Extensions`, if any.
-    offered_deflate: Option<DeflateParams>,
+    /// The subprotocols and extensions offered.
+    offer: Offer,
 }
 
 impl ClientHandshake {
@@ -92,19 +91,9 @@ impl ClientHandshake {
         let target = request_target(&parts.uri)?;
         let user = std::mem::take(&mut parts.headers);
 
-        let default_port = default_port(&parts.uri)?;
-        let host = match (user.get(HOST), default_port) {
-            (Some(_), _) => single_header(&user, &HOST, "Host")?.clone(),
-            (None, Some(default_port)) => host_from_uri(&parts.uri, default_port)?,
-            (None, None) => {
-                return Err(HandshakeError::InvalidUri(
-                    "the URI has no scheme and host".into(),
-                ))
-            }
-        };
+        let host = authority(&parts.uri, scheme_of(&parts.uri)?, &user)?;
         check_user_headers(&user)?;
-        let offered_protocols = offered_subprotocols(&user)?;
-        offer_extensions(&user)?;
+        let offer = Offer::from_user_headers(&user)?;
 
         let key = match user.get(SEC_WEBSOCKET_KEY) {
             Some(key) => key.clone(),
@@ -142,16 +131,15 @@ impl ClientHandshake {
             request: Request::from_parts(parts, ()),
             target,
             expected_accept,
-            offered_protocols,
-            offered_deflate: None,
+            offer,
         })
     }
 
     /// Offers permessage-deflate (RFC 7692) with `params`, in a `Sec-WebSocket-Extensions`
-    /// header appended to the request (the value of [`deflate_offer`]); `None` withdraws an
-    /// offer made before. [`parse_response`](Self::parse_response) then accepts a server's
-    /// answer that agrees with the offer, and [`ParsedResponse::negotiated`] says what was
-    /// agreed.
+    /// header appended to the request (the value of [`deflate_offer`](super::deflate_offer));
+    /// `None` withdraws an offer made before. [`parse_response`](Self::parse_response) then
+    /// accepts a server's answer that agrees with the offer, and
+    /// [`ParsedResponse::negotiated`] says what was agreed.
     ///
     /// # Errors
     ///
@@ -159,13 +147,7 @@ impl ClientHandshake {
     /// [`DeflateParams::validate`]); [`HandshakeError::TooManyHeaders`] when the request has no
     /// room for another header.
     pub fn offer_deflate(mut self, params: Option<DeflateParams>) -> Result<Self, HandshakeError> {
-        let headers = self.request.headers_mut();
-        headers.remove(SEC_WEBSOCKET_EXTENSIONS);
-        if let Some(params) = &params {
-            params.validate()?;
-            push(headers, SEC_WEBSOCKET_EXTENSIONS, deflate_offer(params))?;
-        }
-        self.offered_deflate = params;
+        self.offer.set_deflate(self.request.headers_mut(), params)?;
         Ok(self)
     }
 
@@ -185,13 +167,13 @@ impl ClientHandshake {
 
     /// The subprotocols offered in `Sec-WebSocket-Protocol`, in order.
     pub fn offered_subprotocols(&self) -> &[String] {
-        &self.offered_protocols
+        self.offer.subprotocols()
     }
 
     /// The permessage-deflate parameters offered (see [`offer_deflate`](Self::offer_deflate)),
     /// if any.
     pub fn offered_deflate(&self) -> Option<DeflateParams> {
-        self.offered_deflate
+        self.offer.deflate()
     }
 
     /// Appends the request to `out`: `GET /path?query HTTP/1.1`, the headers, an empty line.
@@ -222,7 +204,7 @@ impl ClientHandshake {
     ///   [`HandshakeError::MissingHeader`] or [`HandshakeError::InvalidHeader`] for `Upgrade`,
     ///   `Connection` or `Sec-WebSocket-Accept`, [`HandshakeError::UnexpectedSubprotocol`].
     /// - The `Sec-WebSocket-Extensions` of the `101` does not agree with the offer (see
-    ///   [`check_deflate_response`]): [`HandshakeError::UnexpectedExtension`] (an extension
+    ///   [`check_deflate_response`](super::check_deflate_response)): [`HandshakeError::UnexpectedExtension`] (an extension
     ///   not offered), [`HandshakeError::InvalidExtension`] (permessage-deflate with bad
     ///   parameters).
     pub fn parse_response(
@@ -264,35 +246,7 @@ impl ClientHandshake {
                 reason: "the value does not match the Sec-WebSocket-Key sent",
             });
         }
-        let deflate = check_deflate_response(headers, self.offered_deflate.as_ref())?;
-        self.check_subprotocol(headers)?;
-        Ok(deflate)
-    }
-
-    /// Checks that the server selected at most one subprotocol, and one that was offered.
-    fn check_subprotocol(&self, headers: &HeaderMap) -> Result<(), HandshakeError> {
-        if !headers.contains_key(SEC_WEBSOCKET_PROTOCOL) {
-            return Ok(());
-        }
-        let value = single_header(headers, &SEC_WEBSOCKET_PROTOCOL, "Sec-WebSocket-Protocol")?;
-        let selected = trim_ows(value.as_bytes());
-        if selected.contains(&b',') {
-            return Err(HandshakeError::InvalidHeader {
-                name: "Sec-WebSocket-Protocol",
-                reason: "the server selected more than one subprotocol",
-            });
-        }
-        if self
-            .offered_protocols
-            .iter()
-            .any(|offered| offered.as_bytes() == selected)
-        {
-            Ok(())
-        } else {
-            Err(HandshakeError::UnexpectedSubprotocol(
-                String::from_utf8_lossy(selected).into_owned(),
-            ))
-        }
+        self.offer.check_answer(headers)
     }
 }
 
@@ -401,90 +355,6 @@ pub fn content_length<T>(response: &Response<T>) -> Option<usize> {
     length
 }
 
-/// Sets `Sec-WebSocket-Protocol` to the subprotocols offered, in order of preference, replacing
-/// any value it had; an empty list removes the header. Use it on the request's headers before
-/// [`ClientHandshake::new`].
-///
-/// # Errors
-///
-/// [`HandshakeError::InvalidHeader`] when a name is not an RFC 9110 token (empty, or holding a
-/// space, comma, non-ASCII character, ...) or appears twice. `headers` is left unchanged then.
-pub fn set_subprotocols<I>(headers: &mut HeaderMap, protocols: I) -> Result<(), HandshakeError>
-where
-    I: IntoIterator,
-    I::Item: AsRef<str>,
-{
-    let mut list = String::new();
-    let mut seen: Vec<I::Item> = Vec::new();
-    for protocol in protocols {
-        check_subprotocol_name(protocol.as_ref())?;
-        if seen.iter().any(|other| other.as_ref() == protocol.as_ref()) {
-            return Err(duplicate_subprotocol());
-        }
-        if !list.is_empty() {
-            list.push_str(", ");
-        }
-        list.push_str(protocol.as_ref());
-        seen.push(protocol);
-    }
-    if list.is_empty() {
-        headers.remove(SEC_WEBSOCKET_PROTOCOL);
-        return Ok(());
-    }
-    let value = HeaderValue::try_from(list).map_err(|_| HandshakeError::InvalidHeader {
-        name: "Sec-WebSocket-Protocol",
-        reason: "a subprotocol name is not a valid header value",
-    })?;
-    headers
-        .try_insert(SEC_WEBSOCKET_PROTOCOL, value)
-        .map_err(|_| HandshakeError::TooManyHeaders)?;
-    Ok(())
-}
-
-/// The path and query to write in the request line.
-fn request_target(uri: &Uri) -> Result<String, HandshakeError> {
-    let path = match uri.path() {
-        "" => "/",
-        path if path.starts_with('/') => path,
-        _ => {
-            return Err(HandshakeError::InvalidUri(
-                "the path must start with /".into(),
-            ))
-        }
-    };
-    Ok(match uri.query() {
-        Some(query) => format!("{path}?{query}"),
-        None => path.to_owned(),
-    })
-}
-
-/// The default port of the URI's scheme, or `None` for a URI without scheme (origin-form).
-fn default_port(uri: &Uri) -> Result<Option<u16>, HandshakeError> {
-    let Some(name) = uri.scheme_str() else {
-        return Ok(None);
-    };
-    match Scheme::parse(name) {
-        Some(scheme) => Ok(Some(scheme.default_port())),
-        None => Err(HandshakeError::InvalidUri(format!(
-            "unsupported scheme {name:?}, expected ws, wss, http or https"
-        ))),
-    }
-}
-
-/// The `Host` header for `uri`: its host, and its port when not `default_port`.
-fn host_from_uri(uri: &Uri, default_port: u16) -> Result<HeaderValue, HandshakeError> {
-    let host = match uri.host() {
-        Some(host) if !host.is_empty() => host,
-        _ => return Err(HandshakeError::InvalidUri("the URI has no host".into())),
-    };
-    let value = match uri.port_u16() {
-        Some(port) if port != default_port => format!("{host}:{port}"),
-        _ => host.to_owned(),
-    };
-    HeaderValue::try_from(value)
-        .map_err(|_| HandshakeError::InvalidUri("the host is not a valid header value".into()))
-}
-
 /// Checks the handshake headers that the user set, which [`ClientHandshake::new`] keeps.
 fn check_user_headers(user: &HeaderMap) -> Result<(), HandshakeError> {
     if user.contains_key(UPGRADE)
@@ -507,65 +377,6 @@ fn check_user_headers(user: &HeaderMap) -> Result<(), HandshakeError> {
         return Err(HandshakeError::InvalidHeader {
             name: "Sec-WebSocket-Key",
             reason: "the value is not the base64 encoding of 16 bytes",
-        });
-    }
-    if user.contains_key(SEC_WEBSOCKET_VERSION)
-        && !value_eq_ignore_case(
-            single_header(user, &SEC_WEBSOCKET_VERSION, "Sec-WebSocket-Version")?,
-            WEBSOCKET_VERSION,
-        )
-    {
-        return Err(HandshakeError::InvalidHeader {
-            name: "Sec-WebSocket-Version",
-            reason: "only version 13 is supported",
-        });
-    }
-    Ok(())
-}
-
-/// The subprotocols offered in the user's `Sec-WebSocket-Protocol` headers, checked.
-fn offered_subprotocols(user: &HeaderMap) -> Result<Vec<String>, HandshakeError> {
-    let mut offered: Vec<String> = Vec::new();
-    for value in user.get_all(SEC_WEBSOCKET_PROTOCOL) {
-        for element in split_list(value.as_bytes()) {
-            let protocol = std::str::from_utf8(element).unwrap_or_default();
-            check_subprotocol_name(protocol)?;
-            if offered.iter().any(|other| other == protocol) {
-                return Err(duplicate_subprotocol());
-            }
-            offered.push(protocol.to_owned());
-        }
-    }
-    Ok(offered)
-}
-
-/// A subprotocol name must be a token (RFC 6455 §4.1, item 10).
-fn check_subprotocol_name(protocol: &str) -> Result<(), HandshakeError> {
-    if is_token(protocol) {
-        Ok(())
-    } else {
-        Err(HandshakeError::InvalidHeader {
-            name: "Sec-WebSocket-Protocol",
-            reason: "a subprotocol name is not a token",
-        })
-    }
-}
-
-fn duplicate_subprotocol() -> HandshakeError {
-    HandshakeError::InvalidHeader {
-        name: "Sec-WebSocket-Protocol",
-        reason: "a subprotocol is offered twice",
-    }
-}
-
-/// Extensions are offered by wsio itself ([`ClientHandshake::offer_deflate`]), which must know
-/// what it offered to check the answer: a user's `Sec-WebSocket-Extensions` is refused.
-fn offer_extensions(user: &HeaderMap) -> Result<(), HandshakeError> {
-    if user.contains_key(SEC_WEBSOCKET_EXTENSIONS) {
-        return Err(HandshakeError::InvalidHeader {
-            name: "Sec-WebSocket-Extensions",
-            reason: "extensions are negotiated by wsio: offer permessage-deflate with \
-                     ClientHandshake::offer_deflate instead",
         });
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! Tests of the client side of the handshake.
 
 use super::*;
+use http::header::{SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL};
 
 const RFC_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const RFC_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
@@ -476,7 +477,7 @@ fn user_extension_headers_are_refused_with_the_reason() {
     assert_eq!(
         error.to_string(),
         "invalid Sec-WebSocket-Extensions header: extensions are negotiated by wsio: offer \
-         permessage-deflate with ClientHandshake::offer_deflate instead"
+         permessage-deflate with offer_deflate instead"
     );
 }
 

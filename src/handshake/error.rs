@@ -74,6 +74,13 @@ pub enum HandshakeError {
         /// `wss` to `ws`, an unsupported scheme, or an unparsable location.
         reason: &'static str,
     },
+    /// Client side, HTTP/2: the server did not send `SETTINGS_ENABLE_CONNECT_PROTOCOL = 1`
+    /// (RFC 8441 §3), so it cannot take a WebSocket as an extended CONNECT stream. Checked
+    /// once the server's SETTINGS have arrived, before any request is sent.
+    ExtendedConnectNotEnabled,
+    /// Client side, HTTP/2 over TLS: the server did not agree to HTTP/2 in the TLS handshake's
+    /// ALPN (it chose another protocol such as `http/1.1`, none, or refused the offer of `h2`).
+    Http2NotNegotiated,
 }
 
 impl HandshakeError {
@@ -109,7 +116,9 @@ impl HandshakeError {
             | Self::UnexpectedExtension(_)
             | Self::InvalidExtension { .. }
             | Self::InvalidUri(_)
-            | Self::InvalidRedirect { .. } => None,
+            | Self::InvalidRedirect { .. }
+            | Self::ExtendedConnectNotEnabled
+            | Self::Http2NotNegotiated => None,
         }
     }
 }
@@ -151,6 +160,13 @@ impl fmt::Display for HandshakeError {
             }
             Self::InvalidRedirect { location, reason } => {
                 write!(f, "cannot follow the redirect to {location:?}: {reason}")
+            }
+            Self::ExtendedConnectNotEnabled => f.write_str(
+                "the HTTP/2 server does not accept WebSockets: it did not enable the extended \
+                 CONNECT protocol (RFC 8441)",
+            ),
+            Self::Http2NotNegotiated => {
+                f.write_str("the server did not agree to HTTP/2 (ALPN h2) in the TLS handshake")
             }
         }
     }
@@ -219,6 +235,13 @@ mod tests {
             reason: "server_max_window_bits is above the offered value",
         };
         assert_eq!(invalid.status_for_reply(), None);
+        for http2 in [
+            HandshakeError::ExtendedConnectNotEnabled,
+            HandshakeError::Http2NotNegotiated,
+        ] {
+            assert_eq!(http2.status_for_reply(), None);
+            assert!(http2.to_string().contains("HTTP/2"), "{http2}");
+        }
         assert_eq!(
             invalid.to_string(),
             "invalid permessage-deflate extension: server_max_window_bits is above the offered value"

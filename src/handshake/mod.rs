@@ -6,6 +6,9 @@
 //!
 //! - [`client`] builds the upgrade request ([`client::ClientHandshake`]) and checks the
 //!   server's answer.
+//! - [`connect`] builds the HTTP/2 extended CONNECT request of RFC 8441
+//!   ([`connect::ConnectHandshake`]) and checks the server's answer, with the same subprotocol
+//!   and extension checks as [`client`] (both hold one offer).
 //! - [`server`] parses and checks an upgrade request and builds the `101` answer or a refusal.
 //! - [`Negotiated`] is what the handshake agreed on (subprotocol, extensions), read from the
 //!   `101` by both ends.
@@ -18,11 +21,14 @@
 //! head (a pipelined first frame) to the framing layer.
 
 pub mod client;
+pub mod connect;
 mod error;
 mod extensions;
 mod negotiated;
+mod offer;
 mod scheme;
 pub mod server;
+mod target;
 
 pub use error::HandshakeError;
 pub use extensions::{accept_deflate_offer, check_deflate_response, deflate_offer, DeflateParams};

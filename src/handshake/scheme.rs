@@ -32,6 +32,15 @@ impl Scheme {
         }
     }
 
+    /// The HTTP scheme the WebSocket scheme stands for: `"http"` for `ws`, `"https"` for
+    /// `wss`, what an HTTP/2 extended CONNECT sends as `:scheme` (RFC 8441 §5).
+    pub(crate) fn http_name(self) -> &'static str {
+        match self {
+            Scheme::Ws => "http",
+            Scheme::Wss => "https",
+        }
+    }
+
     /// `true` for `wss`: the connection runs over TLS.
     pub(crate) fn is_secure(self) -> bool {
         self == Scheme::Wss
@@ -76,6 +85,10 @@ mod tests {
                 Scheme::Ws.default_port()
             ),
             ("ws", false, 80)
+        );
+        assert_eq!(
+            (Scheme::Ws.http_name(), Scheme::Wss.http_name()),
+            ("http", "https")
         );
         assert_eq!(
             (

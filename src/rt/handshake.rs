@@ -41,7 +41,8 @@ pub(crate) fn deadline_after(timeout: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(60 * 60 * 24 * 365 * 30))
 }
 
-fn handshake_timeout() -> Error {
+/// The error of an opening handshake that did not finish by its deadline.
+pub(crate) fn handshake_timeout() -> Error {
     Error::Timeout(Timeout::Handshake)
 }
 
@@ -62,21 +63,7 @@ where
         Err(_elapsed) => return Err(handshake_timeout()),
         Ok(Err(e)) => return Err(e),
         Ok(Ok(Ok(parsed))) => parsed,
-        Ok(Ok(Err(refused))) => {
-            // What arrived of the body by the deadline is all the refusal carries.
-            let (parts, first) = refused.into_parts();
-            let head = Response::from_parts(parts, ());
-            let mut body = BytesMut::from(&first[..]);
-            let _ = timeout_at(deadline, read_refusal_body(&mut io, &head, &mut body)).await;
-            let (parts, ()) = head.into_parts();
-            let response = Response::from_parts(parts, body.freeze());
-            loose_event!(
-                DEBUG,
-                status = response.status().as_u16(),
-                "the server refused the upgrade"
-            );
-            return Err(HandshakeError::Refused(Box::new(response)).into());
-        }
+        Ok(Ok(Err(refused))) => return Err(refusal(&mut io, refused, deadline).await),
     };
     buf.advance(parsed.head_len);
     let ws = WebSocket::from_negotiated(io, Role::Client, config, buf, parsed.negotiated())?;
@@ -108,6 +95,28 @@ where
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The error of a `refused` upgrade, whose body is what came with its head and what `io`
+/// brings of the rest by `deadline` (all a refusal carries), bounded as [`read_refusal_body`]
+/// says: over HTTP/1.1, `io` is the connection; over HTTP/2, the refused stream.
+pub(crate) async fn refusal<S: AsyncRead + Unpin>(
+    io: &mut S,
+    refused: Response<Bytes>,
+    deadline: Instant,
+) -> Error {
+    let (parts, first) = refused.into_parts();
+    let head = Response::from_parts(parts, ());
+    let mut body = BytesMut::from(&first[..]);
+    let _ = timeout_at(deadline, read_refusal_body(io, &head, &mut body)).await;
+    let (parts, ()) = head.into_parts();
+    let response = Response::from_parts(parts, body.freeze());
+    loose_event!(
+        DEBUG,
+        status = response.status().as_u16(),
+        "the server refused the upgrade"
+    );
+    HandshakeError::Refused(Box::new(response)).into()
 }
 
 /// Appends to `body` what the server sends of a refusal's body, up to its announced length and

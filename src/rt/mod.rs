@@ -3,6 +3,10 @@
 pub(crate) mod bytestream;
 pub(crate) mod driver;
 pub(crate) mod facade;
+#[cfg(feature = "http2")]
+pub(crate) mod h2_handshake;
+#[cfg(feature = "http2")]
+pub(crate) mod h2_stream;
 pub(crate) mod handshake;
 pub(crate) mod info;
 pub(crate) mod reader;
