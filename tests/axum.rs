@@ -1,7 +1,8 @@
 //! The axum extractor (`wsio::axum::WebSocketUpgrade`) under `axum::serve`: over HTTP/1.1 with
 //! wsio's client and real peers (Python `websockets`, Node `ws`), over HTTP/2 (h2c with prior
 //! knowledge) as an RFC 8441 extended CONNECT from hyper's h2 client; the rejections, the
-//! failed-upgrade hook, the subprotocol choice and the HTTP version the upgrade came on.
+//! failed-upgrade hook, the subprotocol choice and the HTTP version the upgrade came on; with
+//! the `http2` feature too, wsio's own HTTP/2 client with several WebSockets on one connection.
 
 #![cfg(feature = "axum")]
 
@@ -24,6 +25,8 @@ use support::http::{
     assert_status, drive_peer, echo_round_trip, extended_connect, h2_connect, h2_websocket,
     raw_exchange, spawn_echo_client, upgrade_request,
 };
+#[cfg(feature = "http2")]
+use support::http::{echo, round_trip};
 use support::peers::RealPeer;
 use support::within;
 
@@ -212,4 +215,37 @@ async fn a_refused_origin_is_a_403_and_calls_on_failed_upgrade() {
     let answer = raw_exchange(server.addr, good.as_bytes()).await;
     assert_eq!(answer.status(), 101, "{}", answer.head);
     server.socket().await;
+}
+
+/// wsio's own HTTP/2 client against `axum::serve`: several WebSockets as streams of one h2c
+/// connection, each upgrade arriving at the handler as HTTP/2, each echoing its own data while
+/// the others are open.
+#[cfg(feature = "http2")]
+#[tokio::test]
+async fn wsio_http2_client_multiplexes_websockets_through_axum() {
+    const SOCKETS: usize = 4;
+    let mut server = Server::start(Acceptor::new()).await;
+    let connection = within(
+        "the h2c connection",
+        wsio::Http2Connection::connect(format!("ws://{}", server.addr).as_str()),
+    )
+    .await
+    .expect("HTTP/2 with extended CONNECT");
+    let mut clients = Vec::new();
+    for _ in 0..SOCKETS {
+        let (client, response) = within("an extended CONNECT", connection.websocket("/ws"))
+            .await
+            .expect("the upgrade");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.version(), Version::HTTP_2);
+        let (version, ws) = server.socket().await;
+        assert_eq!(version, Version::HTTP_2);
+        clients.push((client, ws));
+    }
+    // All open at once; each pair echoes concurrently with the others.
+    let echoes = clients.into_iter().map(|(mut client, ws)| async move {
+        let (code, ()) = tokio::join!(echo(ws), round_trip(&mut client));
+        assert_eq!(code, Some(wsio::CloseCode::NORMAL));
+    });
+    within("the echoes", futures::future::join_all(echoes)).await;
 }
