@@ -22,7 +22,12 @@ async fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let lib = args.next().unwrap_or_default();
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:9003".into());
-    let libs = ["tokio-tungstenite", "tokio-websockets", "fastwebsockets", "axum-ws"];
+    let libs = [
+        "tokio-tungstenite",
+        "tokio-websockets",
+        "fastwebsockets",
+        "axum-ws",
+    ];
     if !libs.contains(&lib.as_str()) {
         eprintln!("usage: peer_echo_server {} ADDR", libs.join("|"));
         std::process::exit(2);

@@ -137,14 +137,20 @@ async fn chat_and_upload(alpn: Alpn, version: Version) {
     // The page's side.
     let lines: Vec<&str> = verdict.lines().collect();
     let errors: Vec<&&str> = lines.iter().filter(|l| l.starts_with("error")).collect();
-    assert!(errors.is_empty(), "the page found problems: {errors:#?}\n{verdict}");
+    assert!(
+        errors.is_empty(),
+        "the page found problems: {errors:#?}\n{verdict}"
+    );
     for line in [
         "ok chat alice".to_owned(),
         "ok chat bob".to_owned(),
         format!("upload {UPLOAD_BYTES} {expected_sha256}"),
         format!("stored {UPLOAD_BYTES} {expected_sha256}"),
     ] {
-        assert!(lines.contains(&line.as_str()), "no {line:?} in the verdict:\n{verdict}");
+        assert!(
+            lines.contains(&line.as_str()),
+            "no {line:?} in the verdict:\n{verdict}"
+        );
     }
     // Progress came while the upload ran (a report before the last), and the last one at the
     // end: the size is a multiple of the server's step.
@@ -183,8 +189,14 @@ async fn chat_and_upload(alpn: Alpn, version: Version) {
         })
         .collect();
     assert_eq!(said.len(), 2, "{events:#?}");
-    assert!(said.contains(&("alice", "hello from alice — ✓ 😀")), "{said:?}");
-    assert!(said.contains(&("bob", "hi from bob, über 中文")), "{said:?}");
+    assert!(
+        said.contains(&("alice", "hello from alice — ✓ 😀")),
+        "{said:?}"
+    );
+    assert!(
+        said.contains(&("bob", "hi from bob, über 中文")),
+        "{said:?}"
+    );
     // ... and wrote the page's bytes to disk, whole.
     let stored: Vec<_> = events
         .iter()
@@ -204,7 +216,10 @@ async fn chat_and_upload(alpn: Alpn, version: Version) {
     assert_eq!(file, &uploads.join("browser-64MiB.bin"));
     assert_eq!((bytes, sha256), (UPLOAD_BYTES as u64, &expected_sha256));
     let on_disk = std::fs::read(file).unwrap();
-    assert!(on_disk == expected, "the file on disk differs from the page's bytes");
+    assert!(
+        on_disk == expected,
+        "the file on disk differs from the page's bytes"
+    );
 
     println!(
         "Chromium over {version:?}: {} WebSockets, 2 chat lines, {UPLOAD_BYTES} bytes uploaded \

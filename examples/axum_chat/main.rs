@@ -56,7 +56,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = Options::parse();
     std::fs::create_dir_all(&options.uploads)?;
     let app = App::new(options.uploads.clone(), |event| eprintln!("{event}")).router();
-    let default_addr = if options.https { "127.0.0.1:8443" } else { "127.0.0.1:8080" };
+    let default_addr = if options.https {
+        "127.0.0.1:8443"
+    } else {
+        "127.0.0.1:8080"
+    };
     let listener =
         tokio::net::TcpListener::bind(options.addr.as_deref().unwrap_or(default_addr)).await?;
     let addr = listener.local_addr()?;

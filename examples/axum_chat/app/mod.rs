@@ -19,7 +19,10 @@ use wsio::http::Version;
 #[derive(Debug, Clone)]
 pub(crate) enum Event {
     /// A WebSocket opened on `path`; over HTTP/2 it came as an RFC 8441 extended CONNECT.
-    Opened { path: &'static str, version: Version },
+    Opened {
+        path: &'static str,
+        version: Version,
+    },
     /// A chat member said `text`.
     Said { name: String, text: String },
     /// A file was written to disk whole.
@@ -41,7 +44,11 @@ impl fmt::Display for Event {
                 file,
                 bytes,
                 sha256,
-            } => write!(f, "upload: {} ({bytes} bytes, SHA-256 {sha256})", file.display()),
+            } => write!(
+                f,
+                "upload: {} ({bytes} bytes, SHA-256 {sha256})",
+                file.display()
+            ),
             Event::UploadFailed { why } => write!(f, "upload failed: {why}"),
         }
     }

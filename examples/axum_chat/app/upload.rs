@@ -144,7 +144,8 @@ async fn store(
     }
     let (file, partial) = (dir.join(name), dir.join(format!(".{name}.part")));
     let result = async {
-        let mut out = BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::create(&partial).await?);
+        let mut out =
+            BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::create(&partial).await?);
         let (mut hash, mut bytes) = (Sha256::new(), 0);
         loop {
             // The reader's own buffer, uncopied: what arrived goes to the hash and the file.
