@@ -33,4 +33,5 @@ async fn echo(upgrade: WebSocketUpgrade) -> Response {
             }
         }
     })
+    .await
 }

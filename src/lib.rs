@@ -116,6 +116,8 @@
 // are then absent) would not resolve.
 #![cfg_attr(not(feature = "tls"), allow(rustdoc::broken_intra_doc_links))]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 pub mod client;
 #[cfg(feature = "serde")]
 pub mod codec;
@@ -130,6 +132,8 @@ pub mod server;
 pub mod tls;
 mod trace;
 pub mod transport;
+#[cfg(feature = "hyper")]
+pub mod upgrade;
 
 pub use client::{connect, connect_on, ClientBuilder};
 #[cfg(feature = "serde")]

@@ -76,7 +76,7 @@ where
 }
 
 /// The answer to an upgrade request: accept it, or refuse it with a status.
-type Decision = std::result::Result<Accept, Reject>;
+pub(crate) type Decision = std::result::Result<Accept, Reject>;
 
 /// A decision still being made: what an asynchronous [`Acceptor::on_request_async`] returns.
 type DecisionFuture = Pin<Box<dyn Future<Output = Decision> + Send>>;
@@ -337,13 +337,10 @@ impl Acceptor {
             config: self.config.clone(),
             deadline,
         };
-        if let Some(allowed) = &self.allowed_origins {
-            if !origin_allowed(allowed, pending.request()) {
-                let reject = Reject::new(StatusCode::FORBIDDEN).body("origin not allowed");
-                return Err(pending.refuse(&reject).await);
-            }
+        match self.origin_refusal(pending.request()) {
+            Some(reject) => Err(pending.refuse(&reject).await),
+            None => Ok(pending),
         }
-        Ok(pending)
     }
 
     async fn accept_until<S>(
@@ -355,16 +352,48 @@ impl Acceptor {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let pending = self.read_request_until(io, deadline).await?;
-        let decision = match &self.decide {
-            None => Ok(Accept::new()),
-            Some(Decide::Now(decide)) => decide(pending.request()),
-            Some(Decide::Later(decide)) => timeout_at(deadline, decide(pending.request()))
-                .await
-                .map_err(|_elapsed| Error::Timeout(Timeout::Handshake))?,
-        };
-        match decision {
+        match self.decide(pending.request(), deadline).await? {
             Ok(accept) => pending.accept(accept).await,
             Err(reject) => Err(pending.refuse(&reject).await),
+        }
+    }
+}
+
+/// The pieces of an accept that every way of upgrading shares (this module's raw transports,
+/// and hyper's and axum's upgrades), so that each is written once.
+impl Acceptor {
+    /// The [`Config`] of the handshake limits and of the connections.
+    #[cfg(feature = "hyper")]
+    pub(crate) fn settings(&self) -> &Config {
+        &self.config
+    }
+
+    /// The `403` that [`allowed_origins`](Self::allowed_origins) answers `request` with, or
+    /// `None` when it lets the request through.
+    pub(crate) fn origin_refusal(&self, request: &Request<()>) -> Option<Reject> {
+        let allowed = self.allowed_origins.as_deref()?;
+        (!origin_allowed(allowed, request))
+            .then(|| Reject::new(StatusCode::FORBIDDEN).body("origin not allowed"))
+    }
+
+    /// What the [`on_request`](Self::on_request) (or
+    /// [`on_request_async`](Self::on_request_async)) callback answers to `request`; without
+    /// one, an [`Accept`] with no subprotocol.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] of [`Timeout::Handshake`] when an asynchronous decision is not made
+    /// by `deadline`.
+    pub(crate) async fn decide(
+        &self,
+        request: &Request<()>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Decision> {
+        match &self.decide {
+            None => Ok(Ok(Accept::new())),
+            Some(Decide::Now(decide)) => Ok(decide(request)),
+            Some(Decide::Later(decide)) => timeout_at(deadline, decide(request))
+                .await
+                .map_err(|_elapsed| Error::Timeout(Timeout::Handshake)),
         }
     }
 }

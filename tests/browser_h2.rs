@@ -79,6 +79,7 @@ async fn report(upgrade: WebSocketUpgrade, seen: mpsc::UnboundedSender<Seen>) ->
         // Finish the closing handshake the page starts.
         while let Some(Ok(_)) = ws.recv().await {}
     })
+    .await
 }
 
 /// Serves the app with `alpn`, runs the page in Chromium, and checks what both sides saw.

@@ -9,5 +9,7 @@ pub(crate) mod reader;
 pub(crate) mod socket;
 pub(crate) mod split;
 pub(crate) mod stream;
+#[cfg(feature = "hyper")]
+pub(crate) mod upgraded;
 pub(crate) mod wakers;
 pub(crate) mod writer;

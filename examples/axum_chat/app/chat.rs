@@ -76,6 +76,7 @@ pub(super) async fn join(
             });
             member(ws, name, app).await;
         })
+        .await
 }
 
 /// One member's connection: what the room says goes out, what the member says goes to the

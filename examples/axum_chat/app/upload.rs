@@ -42,6 +42,7 @@ pub(super) async fn open(upgrade: WebSocketUpgrade, State(app): State<App>) -> R
         });
         receive(ws, &app).await;
     })
+    .await
 }
 
 /// A file on disk, whole.
