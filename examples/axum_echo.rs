@@ -26,12 +26,13 @@ async fn main() -> std::io::Result<()> {
 }
 
 async fn echo(upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(|mut ws| async move {
-        while let Some(Ok(message)) = ws.recv().await {
-            if message.is_data() && ws.send(message).await.is_err() {
-                return;
+    upgrade
+        .on_upgrade(|mut ws| async move {
+            while let Some(Ok(message)) = ws.recv().await {
+                if message.is_data() && ws.send(message).await.is_err() {
+                    return;
+                }
             }
-        }
-    })
-    .await
+        })
+        .await
 }

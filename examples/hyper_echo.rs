@@ -24,7 +24,10 @@ async fn main() -> std::io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9008".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    eprintln!("echo server on ws://{} (HTTP/1.1 and h2c)", listener.local_addr()?);
+    eprintln!(
+        "echo server on ws://{} (HTTP/1.1 and h2c)",
+        listener.local_addr()?
+    );
     // One builder for every connection: HTTP/1.1 or HTTP/2, told apart by the first bytes.
     let mut http = auto::Builder::new(TokioExecutor::new());
     // SETTINGS_ENABLE_CONNECT_PROTOCOL: lets HTTP/2 clients send extended CONNECTs.

@@ -72,14 +72,15 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Takes the page's verdict on `/report`.
 async fn report(upgrade: WebSocketUpgrade, seen: mpsc::UnboundedSender<Seen>) -> Response {
-    upgrade.on_upgrade(move |mut ws| async move {
-        if let Some(Ok(Message::Text(verdict))) = ws.recv().await {
-            let _ = seen.send(Seen::Verdict(verdict.as_str().to_owned()));
-        }
-        // Finish the closing handshake the page starts.
-        while let Some(Ok(_)) = ws.recv().await {}
-    })
-    .await
+    upgrade
+        .on_upgrade(move |mut ws| async move {
+            if let Some(Ok(Message::Text(verdict))) = ws.recv().await {
+                let _ = seen.send(Seen::Verdict(verdict.as_str().to_owned()));
+            }
+            // Finish the closing handshake the page starts.
+            while let Some(Ok(_)) = ws.recv().await {}
+        })
+        .await
 }
 
 /// Serves the app with `alpn`, runs the page in Chromium, and checks what both sides saw.

@@ -28,7 +28,7 @@ pub(crate) fn tls_config(
     key: PrivateKeyDer<'static>,
     alpn: Alpn,
 ) -> wsio::Result<Arc<ServerConfig>> {
-    let mut config = ServerConfig::clone(&wsio::tls::server_config(chain, key)?);
+    let mut config = Arc::unwrap_or_clone(wsio::tls::server_config(chain, key)?);
     config.alpn_protocols = match alpn {
         Alpn::H2AndHttp11 => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
         Alpn::Http11 => vec![b"http/1.1".to_vec()],

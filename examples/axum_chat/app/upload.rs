@@ -35,14 +35,16 @@ pub(super) async fn open(upgrade: WebSocketUpgrade, State(app): State<App>) -> R
     let version = upgrade.version();
     // Files arrive through the stream API, which only `max_stream_message_size` bounds.
     let config = Config::default().max_stream_message_size(Some(MAX_FILE));
-    upgrade.config(config).on_upgrade(move |ws| async move {
-        app.log(Event::Opened {
-            path: "/upload",
-            version,
-        });
-        receive(ws, &app).await;
-    })
-    .await
+    upgrade
+        .config(config)
+        .on_upgrade(move |ws| async move {
+            app.log(Event::Opened {
+                path: "/upload",
+                version,
+            });
+            receive(ws, &app).await;
+        })
+        .await
 }
 
 /// A file on disk, whole.
@@ -196,7 +198,7 @@ mod tests {
         assert_eq!(safe_name("report.pdf").as_deref(), Some("report.pdf"));
         assert_eq!(safe_name("../etc/passwd").as_deref(), None);
         assert_eq!(safe_name("a/../../b").as_deref(), Some("a_.._.._b"));
-        assert_eq!(safe_name("été 1.txt").as_deref(), Some("__t__1.txt"));
+        assert_eq!(safe_name("été 1.txt").as_deref(), Some("_t__1.txt"));
         assert_eq!(safe_name(".hidden"), None);
         assert_eq!(safe_name(""), None);
         assert_eq!(safe_name(&"x".repeat(101)), None);
