@@ -31,6 +31,10 @@ step "cargo test of the optional features (serde: typed messages; tracing: spans
 cargo test --features serde --test typed_messages --test messages
 cargo test --features serde --doc
 cargo test --features tracing --test tracing
+step "hyper and axum upgrades (HTTP/1.1 and RFC 8441 over h2), and each feature built on its own"
+cargo test --features axum --test upgrade_hyper --test axum
+cargo check --no-default-features --features hyper
+cargo check --no-default-features --features axum
 step "Chromium against the axum_chat example over HTTPS: HTTP/2 (RFC 8441) and HTTP/1.1"
 # tests/browser_h2.rs: chat and a 64 MiB upload, every socket's HTTP version checked on the
 # server; the example's own unit tests run in the same binary.

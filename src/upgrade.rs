@@ -4,7 +4,7 @@
 //!
 //! [`upgrade`] checks a request hyper served, runs an [`Acceptor`]'s origin check and
 //! `on_request` decision, negotiates the subprotocol and permessage-deflate, and returns the
-//! response to send and an [`UpgradeFuture`] of the [`WebSocket`]; a request it refuses comes
+//! response to send and an [`UpgradeFuture`] of the [`WebSocket`](crate::WebSocket); a request it refuses comes
 //! back as a [`Refusal`] with its response. The checks, the answers to bad requests (400, 426
 //! with `Sec-WebSocket-Version: 13`, 403 for a refused origin...), the decision and the
 //! negotiation are the same code as [`Acceptor::accept`]'s.
@@ -83,20 +83,20 @@ pub use crate::rt::upgraded::{UpgradeFuture, UpgradedIo};
 /// upgrade` and `Upgrade: websocket`, or an HTTP/2 extended `CONNECT` whose `:protocol` is
 /// `websocket`. Whether it asks correctly is for [`upgrade`] to check.
 pub fn is_upgrade_request<B>(request: &Request<B>) -> bool {
-    match request.method() {
-        &Method::GET => {
-            let headers = request.headers();
-            header_contains_token(headers, &CONNECTION, "upgrade")
-                && header_contains_token(headers, &UPGRADE, "websocket")
-        }
-        &Method::CONNECT => connect_protocol(request.extensions()).is_some_and(is_websocket),
-        _ => false,
+    if request.method() == Method::GET {
+        let headers = request.headers();
+        header_contains_token(headers, &CONNECTION, "upgrade")
+            && header_contains_token(headers, &UPGRADE, "websocket")
+    } else if request.method() == Method::CONNECT {
+        connect_protocol(request.extensions()).is_some_and(is_websocket)
+    } else {
+        false
     }
 }
 
 /// Checks and answers `request`, with `acceptor`'s settings, origin allow-list and
 /// `on_request` (or `on_request_async`) decision: returns the response to send (give it back
-/// to hyper as the service's response) and the future of the [`WebSocket`], which resolves
+/// to hyper as the service's response) and the future of the [`WebSocket`](crate::WebSocket), which resolves
 /// once hyper has sent the response and handed the connection over.
 ///
 /// The response is `101 Switching Protocols` for HTTP/1.1 and `200 OK` for an HTTP/2
@@ -116,6 +116,7 @@ pub fn is_upgrade_request<B>(request: &Request<B>) -> bool {
 ///   [`HandshakeError::Rejected`];
 /// - an `Accept` naming a subprotocol the client did not offer: 500,
 ///   [`HandshakeError::UnexpectedSubprotocol`];
+/// - an acceptor whose [`Config`](crate::Config) is invalid: 500, [`Error::InvalidConfig`];
 /// - an asynchronous decision not made within the handshake timeout: `503 Service
 ///   Unavailable`, [`Error::Timeout`] of [`Timeout::Handshake`](crate::error::Timeout::Handshake).
 ///
@@ -212,6 +213,12 @@ impl UpgradeRequest {
             }
         };
         let config = acceptor.settings();
+        // Checked before anything is accepted, as the raw path does: after a `101` it would be
+        // too late to say no.
+        config.validate().map_err(|e| {
+            let reject = Reject::new(StatusCode::INTERNAL_SERVER_ERROR);
+            Refusal::new(self.kind, &reject, e)
+        })?;
         let (response, negotiated) = accept_answer(self.kind, &accept, &self.head, config)
             .map_err(|(reject, e)| Refusal::new(self.kind, &reject, e.into()))?;
         let response = response.map(|()| Full::new(Bytes::new()));
@@ -275,7 +282,10 @@ fn kind_of(
 ///
 /// Send [`response`](Self::response) (or take it with [`into_response`](Self::into_response))
 /// as the service's answer; the error is for the server's logs and metrics.
-pub struct Refusal {
+pub struct Refusal(Box<RefusalParts>);
+
+/// What a [`Refusal`] holds, boxed so that the `Result`s that carry one stay small.
+struct RefusalParts {
     response: Response<Full<Bytes>>,
     error: Error,
 }
@@ -284,7 +294,7 @@ impl Refusal {
     /// A refusal that answers `reject`, standing for `error`.
     pub(crate) fn new(kind: UpgradeKind, reject: &Reject, error: Error) -> Self {
         let response = reject.response_as(kind).map(Full::new);
-        Refusal { response, error }
+        Refusal(Box::new(RefusalParts { response, error }))
     }
 
     /// The refusal of a request that failed its checks with `error`.
@@ -294,31 +304,32 @@ impl Refusal {
 
     /// The response to send.
     pub fn response(&self) -> &Response<Full<Bytes>> {
-        &self.response
+        &self.0.response
     }
 
     /// Why the upgrade was refused.
     pub fn error(&self) -> &Error {
-        &self.error
+        &self.0.error
     }
 
     /// The response to send, dropping the error.
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        self.response
+        self.0.response
     }
 
     /// The response to send and the error.
     pub fn into_parts(self) -> (Response<Full<Bytes>>, Error) {
-        (self.response, self.error)
+        let RefusalParts { response, error } = *self.0;
+        (response, error)
     }
 }
 
 impl fmt::Debug for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Refusal")
-            .field("status", &self.response.status())
-            .field("headers", self.response.headers())
-            .field("error", &self.error)
+            .field("status", &self.0.response.status())
+            .field("headers", self.0.response.headers())
+            .field("error", &self.0.error)
             .finish()
     }
 }
@@ -328,14 +339,14 @@ impl fmt::Display for Refusal {
         write!(
             f,
             "refused the WebSocket upgrade with {}: {}",
-            self.response.status(),
-            self.error
+            self.0.response.status(),
+            self.0.error
         )
     }
 }
 
 impl std::error::Error for Refusal {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
+        Some(&self.0.error)
     }
 }

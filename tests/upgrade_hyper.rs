@@ -340,15 +340,9 @@ async fn an_h2_extended_connect_with_a_wrong_version_gets_426() {
     assert!(stream.is_some());
 }
 
-#[tokio::test]
-async fn an_async_decision_not_made_in_time_is_a_503_and_a_timeout() {
-    let config = wsio::Config::default().handshake_timeout(std::time::Duration::from_millis(50));
-    let acceptor = Acceptor::new().config(config).on_request_async(|_| async {
-        std::future::pending::<()>().await;
-        Ok(Accept::new())
-    });
-    let listener_acceptor = acceptor.clone();
-    let mut request = Request::builder()
+/// A valid HTTP/1.1 upgrade request, as hyper would hand it over (without its `OnUpgrade`).
+fn built_request() -> Request<()> {
+    Request::builder()
         .uri("/echo")
         .header("host", "localhost")
         .header("upgrade", "websocket")
@@ -356,10 +350,32 @@ async fn an_async_decision_not_made_in_time_is_a_503_and_a_timeout() {
         .header("sec-websocket-key", support::http::KEY)
         .header("sec-websocket-version", "13")
         .body(())
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_invalid_config_is_refused_with_500_before_any_101() {
+    let acceptor = Acceptor::new().config(wsio::Config::default().max_frame_size(0));
+    let refusal = upgrade(&mut built_request(), &acceptor)
+        .await
+        .expect_err("an invalid config");
+    assert_eq!(
+        refusal.response().status(),
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert_eq!(refusal.error().kind(), ErrorKind::InvalidConfig);
+}
+
+#[tokio::test]
+async fn an_async_decision_not_made_in_time_is_a_503_and_a_timeout() {
+    let config = wsio::Config::default().handshake_timeout(std::time::Duration::from_millis(50));
+    let acceptor = Acceptor::new().config(config).on_request_async(|_| async {
+        std::future::pending::<()>().await;
+        Ok(Accept::new())
+    });
     let refusal = within(
         "the decision's timeout",
-        upgrade(&mut request, &listener_acceptor),
+        upgrade(&mut built_request(), &acceptor),
     )
     .await
     .expect_err("no decision");
