@@ -88,12 +88,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             (throwaway.chain, throwaway.key)
         }
     };
-    let alpn = if options.no_h2 {
-        Alpn::Http11
+    let (alpn, versions) = if options.no_h2 {
+        (Alpn::Http11, "HTTP/1.1 only")
     } else {
-        Alpn::H2AndHttp11
+        (Alpn::H2AndHttp11, "HTTP/2 and HTTP/1.1")
     };
-    eprintln!("chat on https://{addr}/ ({alpn:?})");
+    eprintln!("chat on https://{addr}/ ({versions})");
     serve_tls(listener, tls_config(chain, key, alpn)?, app).await?;
     Ok(())
 }
