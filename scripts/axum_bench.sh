@@ -13,7 +13,8 @@
 # Shapes (permessage-deflate off, as axum's `ws` has none):
 #   - upgrade: 2,000 connections opened at 1,000 a second, nearly idle once open (200 msg/s in
 #     all): the connect + handshake time of each, p50 and p99;
-#   - 100 connections x 64 B ping-pong, and 100 x 16 KiB: echoes per second.
+#   - 100 connections x 64 B ping-pong, and 100 x 16 KiB: echoes per second, and the server
+#     process's CPU time (user + system, from /proc) per echo over the measured window.
 #
 # Usage: scripts/axum_bench.sh                  # 3 rounds, 5 s per echo shape, ~3 min
 #        ROUNDS=5 DURATION=10 scripts/axum_bench.sh
@@ -38,7 +39,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-declare -A url
+declare -A url pid
 # start SERVER: starts its echo server on a free port and sets ${url[SERVER]}.
 start() {
     local log="$out/$1.server.log"
@@ -48,6 +49,7 @@ start() {
         axum-ws) "$bin/peer_echo_server" axum-ws 127.0.0.1:0 2>"$log" & ;;
     esac
     pids+=($!)
+    pid[$1]=$!
     for _ in $(seq 200); do
         url[$1]=$(sed -n 's/^.*echo server on \(ws:\/\/.*\)$/\1\//p' "$log")
         [ -n "${url[$1]}" ] && return
@@ -57,13 +59,26 @@ start() {
     exit 1
 }
 
-# run SERVER NAME ARGS...: one measurement, its report in $out/NAME.json.
+# The CPU time SERVER's process has used so far, in clock ticks (user + system).
+ticks() { awk '{ print $14 + $15 }' "/proc/${pid[$1]}/stat"; }
+
+# run SERVER NAME WARMUP DURATION ARGS...: one measurement, its report in $out/NAME.json and
+# the server's CPU ticks over the measured window in $out/NAME.ticks. On a busy machine the
+# rate moves with the other jobs; the server's CPU per echo much less.
 run() {
-    local server=$1 name=$2
-    shift 2
+    local server=$1 name=$2 warmup=$3 duration=$4
+    shift 4
     echo "axum_bench: $name" >&2
     "$bin/wsio_load" "${url[$server]}" --compression off --loopback-only \
-        --json "$out/$name.json" "$@" >/dev/null 2>"$out/$name.log" || {
+        --warmup "$warmup" --duration "$duration" \
+        --json "$out/$name.json" "$@" >/dev/null 2>"$out/$name.log" &
+    local load=$!
+    sleep "$warmup"
+    local before
+    before=$(ticks "$server")
+    sleep "$duration"
+    echo $(($(ticks "$server") - before)) >"$out/$name.ticks"
+    wait "$load" || {
         echo "axum_bench: $name failed:" >&2
         tail -3 "$out/$name.log" >&2
         exit 1
@@ -77,20 +92,19 @@ upgrade_warmup=$(python3 -c "print($upgrades / 1000 + 0.5)")
 for round in $(seq "$rounds"); do
     for i in 0 1 2; do
         server=${servers[$(((i + round) % 3))]}
-        run "$server" "$server-upgrade-$round" --connections "$upgrades" --connect-rate 1000 \
-            --rate 200 --size 64 --warmup "$upgrade_warmup" --duration 0.5
-        run "$server" "$server-100x64-$round" --connections 100 --size 64 \
-            --warmup "$warmup" --duration "$duration"
-        run "$server" "$server-100x16k-$round" --connections 100 --size 16384 \
-            --warmup "$warmup" --duration "$duration"
+        run "$server" "$server-upgrade-$round" "$upgrade_warmup" 0.5 \
+            --connections "$upgrades" --connect-rate 1000 --rate 200 --size 64
+        run "$server" "$server-100x64-$round" "$warmup" "$duration" --connections 100 --size 64
+        run "$server" "$server-100x16k-$round" "$warmup" "$duration" --connections 100 \
+            --size 16384
     done
 done
 
-python3 - "$out" "$rounds" "$duration" "$upgrades" "${servers[@]}" <<'PY'
+python3 - "$out" "$rounds" "$duration" "$upgrades" "$(getconf CLK_TCK)" "${servers[@]}" <<'PY'
 import json, os, statistics, sys
 
 out, rounds, duration = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-upgrades, servers = int(sys.argv[4]), sys.argv[5:]
+upgrades, tick_us, servers = int(sys.argv[4]), 1e6 / int(sys.argv[5]), sys.argv[6:]
 median = statistics.median
 
 def report(server, shape, round):
@@ -99,6 +113,8 @@ def report(server, shape, round):
     if errors:
         print(f"axum_bench: {server} {shape} round {round}: {errors} errors: {r['errors']}",
               file=sys.stderr)
+    ticks = int(open(os.path.join(out, f"{server}-{shape}-{round}.ticks")).read())
+    r["server_cpu_us_per_echo"] = ticks * tick_us / max(r["messages_received"], 1)
     return r
 
 def us(v):
@@ -117,16 +133,21 @@ def vs_acceptor(s, shape):
     # The median of the per-round ratios: each round's servers ran seconds apart.
     return median(a / b for a, b in zip(rate(s, shape), rate("acceptor", shape)))
 
-print("| server | upgrade p50 | upgrade p99 | 100 × 64 B msgs/s | vs Acceptor "
-      "| 100 × 16 KiB msgs/s | vs Acceptor |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+def cpu(s, shape):
+    return median(r["server_cpu_us_per_echo"] for r in runs[(s, shape)])
+
+print("| server | upgrade p50 | upgrade p99 | 100 × 64 B msgs/s | vs Acceptor | server CPU/echo "
+      "| 100 × 16 KiB msgs/s | vs Acceptor | server CPU/echo |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for s in servers:
     hs = [r["handshake_us"] for r in runs[(s, "upgrade")]]
     opened = min(r["connections"]["opened"] for r in runs[(s, "upgrade")])
     note = "" if opened == upgrades else f" ({opened} opened)"
     print(f"| {s} | {us(median(h['p50'] for h in hs))}{note} | {us(median(h['p99'] for h in hs))} "
           f"| {median(rate(s, '100x64')):,.0f} | {vs_acceptor(s, '100x64'):.2f}x "
-          f"| {median(rate(s, '100x16k')):,.0f} | {vs_acceptor(s, '100x16k'):.2f}x |")
+          f"| {cpu(s, '100x64'):.1f} µs "
+          f"| {median(rate(s, '100x16k')):,.0f} | {vs_acceptor(s, '100x16k'):.2f}x "
+          f"| {cpu(s, '100x16k'):.1f} µs |")
 print()
 print(f"{rounds} interleaved rounds; medians of the rounds (ratios: median of per-round ratios); "
       f"{duration} s per echo shape; upgrade = TCP connect + WebSocket handshake.")
