@@ -37,8 +37,8 @@ cargo check --no-default-features --features hyper
 cargo check --no-default-features --features axum
 step "Chromium against the axum_chat example over HTTPS: HTTP/2 (RFC 8441) and HTTP/1.1"
 # tests/browser_h2.rs: chat and a 64 MiB upload, every socket's HTTP version checked on the
-# server; the example's own unit tests run in the same binary.
-cargo test --features axum --test browser_h2
+# server; tests/axum_chat.rs: a chat member who stops reading stays bounded.
+cargo test --features axum --test browser_h2 --test axum_chat
 step "TLS features: every combination builds; the ws://-only build has no TLS crate and works"
 cargo clippy --all-targets --no-default-features -- -D warnings
 cargo check --no-default-features --features ring
