@@ -4,8 +4,8 @@
 //!
 //! [`upgrade`] checks a request hyper served, runs an [`Acceptor`]'s origin check and
 //! `on_request` decision, negotiates the subprotocol and permessage-deflate, and returns the
-//! response to send and an [`UpgradeFuture`] of the [`WebSocket`](crate::WebSocket); a request it refuses comes
-//! back as a [`Refusal`] with its response. The checks, the answers to bad requests (400, 426
+//! response to send and an [`UpgradeFuture`] of the [`WebSocket`](crate::WebSocket); a
+//! request it refuses comes back as a [`Refusal`] with its response. The checks, the answers to bad requests (400, 426
 //! with `Sec-WebSocket-Version: 13`, 403 for a refused origin...), the decision and the
 //! negotiation are the same code as [`Acceptor::accept`]'s.
 //!
@@ -96,8 +96,9 @@ pub fn is_upgrade_request<B>(request: &Request<B>) -> bool {
 
 /// Checks and answers `request`, with `acceptor`'s settings, origin allow-list and
 /// `on_request` (or `on_request_async`) decision: returns the response to send (give it back
-/// to hyper as the service's response) and the future of the [`WebSocket`](crate::WebSocket), which resolves
-/// once hyper has sent the response and handed the connection over.
+/// to hyper as the service's response) and the future of the
+/// [`WebSocket`](crate::WebSocket), which resolves once hyper has sent the response and
+/// handed the connection over.
 ///
 /// The response is `101 Switching Protocols` for HTTP/1.1 and `200 OK` for an HTTP/2
 /// extended `CONNECT`, with `Sec-WebSocket-Protocol` and `Sec-WebSocket-Extensions` as agreed
@@ -150,7 +151,7 @@ impl UpgradeRequest {
         Self::check(head, connect_protocol(&parts.extensions))
     }
 
-    /// [`from_parts`](Self::from_parts) for a whole request; its body is not looked at.
+    /// The checks of `from_parts`, on a whole request; its body is not looked at.
     fn from_request<B>(request: &Request<B>) -> Result<Self, Refusal> {
         let head = head_of(
             request.method(),

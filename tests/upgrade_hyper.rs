@@ -367,6 +367,19 @@ async fn an_invalid_config_is_refused_with_500_before_any_101() {
 }
 
 #[tokio::test]
+async fn an_accept_of_a_subprotocol_never_offered_is_a_500() {
+    let acceptor = Acceptor::new().on_request(|_| Ok(Accept::new().protocol(Some("mqtt"))));
+    let refusal = upgrade(&mut built_request(), &acceptor)
+        .await
+        .expect_err("a subprotocol the client did not offer");
+    assert_eq!(
+        refusal.response().status(),
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert!(refusal.error().to_string().contains("mqtt"), "{}", refusal);
+}
+
+#[tokio::test]
 async fn an_async_decision_not_made_in_time_is_a_503_and_a_timeout() {
     let config = wsio::Config::default().handshake_timeout(std::time::Duration::from_millis(50));
     let acceptor = Acceptor::new().config(config).on_request_async(|_| async {

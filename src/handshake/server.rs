@@ -16,6 +16,11 @@
 //!
 //! [`Accept`] and [`Reject`] are the same two answers as values: what a server's callback
 //! decides, turned into bytes by [`Accept::response`] and [`Reject::write`].
+//!
+//! An HTTP/2 server hands over an RFC 8441 extended `CONNECT` instead: check it with
+//! [`validate_request_as`] and answer it with [`Accept::response_as`] or
+//! [`Reject::response_as`], given [`UpgradeKind::ExtendedConnect`] (a `200` without
+//! `Sec-WebSocket-Accept`, refusals without `Connection`).
 
 use bytes::Bytes;
 use http::header::{
