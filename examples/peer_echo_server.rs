@@ -6,9 +6,12 @@
 //! cargo run --release --example peer_echo_server -- tokio-tungstenite 127.0.0.1:9003
 //! cargo run --release --example peer_echo_server -- tokio-websockets 127.0.0.1:9004
 //! cargo run --release --example peer_echo_server -- fastwebsockets 127.0.0.1:9005
+//! cargo run --release --example peer_echo_server -- axum-ws 127.0.0.1:9006
 //! ```
 //!
-//! None of them negotiates permessage-deflate.
+//! `axum-ws` is axum's own built-in `ws` extractor (tokio-tungstenite underneath) under
+//! `axum::serve`: the anchor that `scripts/axum_bench.sh` measures wsio's axum extractor
+//! against. None of them negotiates permessage-deflate.
 
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,12 +22,21 @@ async fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let lib = args.next().unwrap_or_default();
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:9003".into());
-    if !["tokio-tungstenite", "tokio-websockets", "fastwebsockets"].contains(&lib.as_str()) {
-        eprintln!("usage: peer_echo_server tokio-tungstenite|tokio-websockets|fastwebsockets ADDR");
+    let libs = [
+        "tokio-tungstenite",
+        "tokio-websockets",
+        "fastwebsockets",
+        "axum-ws",
+    ];
+    if !libs.contains(&lib.as_str()) {
+        eprintln!("usage: peer_echo_server {} ADDR", libs.join("|"));
         std::process::exit(2);
     }
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     eprintln!("{lib} echo server on ws://{}", listener.local_addr()?);
+    if lib == "axum-ws" {
+        return axum_ws_serve(listener).await;
+    }
     loop {
         let (tcp, _) = listener.accept().await?;
         tcp.set_nodelay(true)?;
@@ -103,4 +115,29 @@ async fn fastwebsockets_echo(mut tcp: TcpStream) {
             _ => {}
         }
     }
+}
+
+/// axum's built-in `ws` on every path, served by `axum::serve` (HTTP/1.1 and HTTP/2, RFC 8441
+/// on), `TCP_NODELAY` on like the other servers here.
+async fn axum_ws_serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    use axum::extract::ws::WebSocketUpgrade;
+    use axum::serve::ListenerExt;
+
+    let nodelay = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let app = axum::Router::new().fallback(|upgrade: WebSocketUpgrade| async move {
+        upgrade.on_upgrade(|mut ws| async move {
+            while let Some(Ok(message)) = ws.recv().await {
+                let data = matches!(
+                    message,
+                    axum::extract::ws::Message::Binary(_) | axum::extract::ws::Message::Text(_)
+                );
+                if data && ws.send(message).await.is_err() {
+                    return;
+                }
+            }
+        })
+    });
+    axum::serve(nodelay, app).await
 }

@@ -31,11 +31,17 @@ step "cargo test of the optional features (serde: typed messages; tracing: spans
 cargo test --features serde --test typed_messages --test messages
 cargo test --features serde --doc
 cargo test --features tracing --test tracing
-step "cargo test of the http2 feature (RFC 8441 client against hyper's HTTP/2 server)"
-cargo test --features http2 --test h2_client
+step "The web stack: hyper and axum upgrades (HTTP/1.1, RFC 8441 over h2), the HTTP/2 client, Chromium"
+# One --all-features build for all of them (shared with the aws-lc-rs tests below):
+# tests/h2_client.rs, the RFC 8441 client against hyper's HTTP/2 server; tests/upgrade_hyper.rs
+# and tests/axum.rs, the upgrades with wsio's clients (h1 and h2) and the real peers;
+# tests/browser_h2.rs, Chromium against the axum_chat example over HTTPS, HTTP/2 and HTTP/1.1
+# (chat and a 64 MiB upload, every socket's HTTP version checked on the server);
+# tests/axum_chat.rs, a chat member who stops reading stays bounded.
+cargo test --all-features --test h2_client --test upgrade_hyper --test axum --test browser_h2 \
+    --test axum_chat
+# Each web-stack feature builds on its own, without TLS.
 cargo check --no-default-features --features http2
-step "hyper and axum upgrades (HTTP/1.1 and RFC 8441 over h2), and each feature built on its own"
-cargo test --features axum --test upgrade_hyper --test axum
 cargo check --no-default-features --features hyper
 cargo check --no-default-features --features axum
 step "TLS features: every combination builds; the ws://-only build has no TLS crate and works"

@@ -19,20 +19,15 @@
 
 mod support;
 
-use std::fs::File;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use wsio::handshake::DeflateParams;
 use wsio::{Acceptor, CloseCode, Message, Stats, WebSocket};
 
+use support::browser::{Browser, TempDir};
 use support::within_for;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// The sizes of each kind of message the page sends (tests/browser/page.html's `SIZES`).
 const SIZES: [u64; 6] = [0, 1, 100, 10_000, 100_000, 1_000_000];
@@ -135,93 +130,6 @@ async fn report(mut ws: WebSocket<TcpStream>) -> Seen {
     verdict
 }
 
-/// A fresh directory under the system's temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(prefix: &str) -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Headless Chromium showing one page, with a fresh profile, in a process group of its own
-/// that is killed on drop.
-struct Browser {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Browser {
-    fn launch(url: &str, dir: &Path) -> Self {
-        if !Path::new(CHROMIUM).exists() {
-            panic!(
-                "{CHROMIUM} is missing: run `bash scripts/install-browser.sh` (scripts/test.sh \
-                 does) to install Chromium"
-            );
-        }
-        let profile = dir.join("profile");
-        let log = dir.join("chromium.log");
-        let out = File::create(&log).unwrap();
-        let child = Command::new(CHROMIUM)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                // Without these it keeps trying to reach Google, and floods a closed network
-                // with refused connections.
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                // The page's console messages, in the log a failing test prints.
-                "--enable-logging=stderr",
-            ])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .arg(url)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {CHROMIUM}: {e}"));
-        Browser { child, log }
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let group = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
-        // SAFETY: kill(2) takes two integers and touches no memory of ours. The group is the
-        // one Chromium leads (process_group(0) above), and it cannot have been reused: the
-        // leader is our child and is not reaped until the wait below.
-        unsafe {
-            libc::kill(-group, libc::SIGKILL);
-        }
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            eprintln!("--- Chromium's log ---\n{log}--- end of Chromium's log ---");
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_negotiates_permessage_deflate_and_echoes_byte_for_byte() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -235,6 +143,7 @@ async fn chromium_negotiates_permessage_deflate_and_echoes_byte_for_byte() {
     let browser = Browser::launch(
         &format!("file://{}?server={addr}", page.display()),
         dir.path(),
+        &[],
     );
 
     let (mut verdict, mut echoed) = (None, None);

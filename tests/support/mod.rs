@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod browser;
 #[cfg(feature = "tls")]
 pub(crate) mod certs;
 pub(crate) mod faulty;
