@@ -3,13 +3,12 @@
 //! Bytes read past the HTTP head are handed to the WebSocket: a client's first frame may arrive
 //! in the same packet as the request, a server's in the same packet as the 101.
 
-use std::time::Duration;
-
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
 
+use super::shutdown::Shutdown;
 use super::socket::WebSocket;
 use crate::config::Config;
 use crate::error::{Error, HandshakeError, Result, Timeout};
@@ -32,13 +31,9 @@ async fn read_more<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut, what: &
     Ok(())
 }
 
-/// The instant `timeout` from now; `Duration::MAX` (or anything past the clock's range) gives a
-/// deadline decades away.
-pub(crate) fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(60 * 60 * 24 * 365 * 30))
-}
+// Where the clients and the server find it; it lives in `rt` so that the shutdown, which this
+// file registers connections with, can use it too.
+pub(crate) use super::deadline_after;
 
 fn handshake_timeout() -> Error {
     Error::Timeout(Timeout::Handshake)
@@ -203,12 +198,14 @@ where
     Ok(())
 }
 
-/// Answers a read request with the 101 `accept` makes, before `deadline`.
+/// Answers a read request with the 101 `accept` makes, before `deadline`; the connection
+/// joins `shutdown`'s set, when there is one.
 pub(crate) async fn server_accept<S>(
     read: ReadRequest<S>,
     accept: Accept,
     config: Config,
     deadline: Instant,
+    shutdown: Option<&Shutdown>,
 ) -> Result<(WebSocket<S>, Request<()>)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -243,7 +240,8 @@ where
         .await
         .map_err(|_elapsed| handshake_timeout())??;
     buf.advance(head_len);
-    let ws = WebSocket::from_negotiated(io, Role::Server, config, buf, negotiated)?;
+    let mut ws = WebSocket::from_negotiated(io, Role::Server, config, buf, negotiated)?;
+    ws.driver.join(shutdown);
     conn_event!(ws.span(), DEBUG, path = %request.uri(), "opening handshake done");
     Ok((ws, request))
 }
