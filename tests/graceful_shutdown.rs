@@ -464,10 +464,9 @@ async fn close_normally(server: &mut Ws, client: &mut Ws) {
 async fn the_set_holds_only_open_connections_through_churn() {
     let (shutdown, acceptor) = shutdown_and_acceptor();
     for round in 0..300 {
-        let (server, client) = connect(&acceptor, 16 * 1024).await;
+        let (mut server, mut client) = connect(&acceptor, 16 * 1024).await;
         assert_eq!(shutdown.open(), 1);
         if round % 2 == 0 {
-            let (mut server, mut client) = (server, client);
             within("a normal close", close_normally(&mut server, &mut client)).await;
             // Ended, though not dropped yet: it left the set at its end.
             assert_eq!(shutdown.open(), 0, "round {round}");
