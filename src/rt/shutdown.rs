@@ -424,4 +424,21 @@ mod tests {
         assert!(shutdown.is_closing());
         assert_eq!(shutdown.open(), 1);
     }
+
+    #[tokio::test]
+    async fn a_connection_registered_while_the_shutdown_runs_is_told_once_and_counted() {
+        let shutdown = Shutdown::new();
+        let _stuck = shutdown.register(TaskWakers::new().0);
+        let late = async {
+            tokio::task::yield_now().await;
+            let mut late = shutdown.register(TaskWakers::new().0);
+            let order = late.take_order().expect("told at once");
+            assert_eq!(order.frame.code, CloseCode::GOING_AWAY);
+            assert!(late.take_order().is_none(), "the order is taken once");
+            late.end(Ending::Closed);
+        };
+        let (report, ()) = tokio::join!(shutdown.close_all(Duration::from_millis(50)), late);
+        let counts = [report.open, report.closed, report.ended, report.cut];
+        assert_eq!(counts, [2, 1, 0, 1]);
+    }
 }
