@@ -1,58 +1,40 @@
-//! Instructions per message, for `valgrind --tool=callgrind` (`scripts/callgrind.sh` runs it and
-//! prints the table in BENCHMARKS.md): one wsio client and one wsio server in one process,
-//! loopback TCP, current-thread runtime, default Config but without permessage-deflate,
-//! which the peers cannot negotiate.
+//! Instructions per message, for `valgrind --tool=callgrind` (`scripts/callgrind.sh` and
+//! `scripts/instructions.sh` run it and print the tables in BENCHMARKS.md): one client and one
+//! server in one process, loopback TCP, current-thread runtime, each library with its default
+//! settings and its own handshake (benches/compare/conn.rs, shared with the criterion
+//! comparison, so both measure the same code); wsio without permessage-deflate, which the peers
+//! cannot negotiate.
 //!
-//! Usage: callgrind_echo echo SIZE INFLIGHT N      (N echoed binary messages, N a multiple of INFLIGHT)
-//!        callgrind_echo stream MIB                (one MIB MiB stream message client -> server)
+//! Usage: callgrind_echo echo SIZE INFLIGHT N [LIB]  (N echoed binary messages, N a multiple of
+//!                                                    INFLIGHT; LIB: wsio (default),
+//!                                                    tokio-tungstenite, fastwebsockets,
+//!                                                    tokio-websockets, raw_tcp)
+//!        callgrind_echo stream MIB                  (one MIB MiB stream message client -> server)
 #![allow(missing_docs)]
+
+#[path = "../benches/compare/conn.rs"]
+#[allow(dead_code)]
+mod conn;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
-async fn pair() -> (wsio::WebSocket<TcpStream>, wsio::WebSocket<TcpStream>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (c, s) = tokio::join!(TcpStream::connect(addr), listener.accept());
-    let (c, s) = (c.unwrap(), s.unwrap().0);
-    c.set_nodelay(true).unwrap();
-    s.set_nodelay(true).unwrap();
-    // Without permessage-deflate, as against the peers, which cannot negotiate it.
-    let config = wsio::Config::default().compression(None);
-    let client = wsio::ClientBuilder::new().config(config.clone());
-    let acceptor = wsio::Acceptor::new().config(config);
-    let (c, s) = tokio::join!(
-        client.connect_on(c, "ws://127.0.0.1/bench"),
-        acceptor.accept(s)
-    );
-    (c.unwrap().0, s.unwrap().0)
+use conn::{Conn, Lib};
+
+async fn pair(lib: Lib) -> (Conn, Conn) {
+    conn::connect(lib, 1).await.pop().expect("one connection")
 }
 
-async fn echo(size: usize, inflight: usize, n: usize) {
-    let (mut client, mut server) = pair().await;
-    let server = tokio::spawn(async move {
-        loop {
-            match server.recv().await {
-                Some(Ok(m @ wsio::Message::Binary(_))) => server.send(m).await.unwrap(),
-                Some(Ok(_)) => {}
-                _ => break,
-            }
-        }
-    });
+async fn echo(size: usize, inflight: usize, n: usize, lib: Lib) {
+    let (mut client, mut server) = pair(lib).await;
+    let server = tokio::spawn(async move { while server.echo_one().await {} });
     let payload = Bytes::from(vec![0x5au8; size]);
     for _ in 0..n / inflight {
         for _ in 0..inflight {
-            client
-                .send(wsio::Message::Binary(payload.clone()))
-                .await
-                .unwrap();
+            client.send(&payload).await;
         }
         for _ in 0..inflight {
-            match client.recv().await {
-                Some(Ok(wsio::Message::Binary(b))) => assert_eq!(b.len(), size),
-                other => panic!("client recv: {other:?}"),
-            }
+            assert_eq!(client.recv().await, size);
         }
     }
     drop(client);
@@ -60,7 +42,9 @@ async fn echo(size: usize, inflight: usize, n: usize) {
 }
 
 async fn stream(mib: u64) {
-    let (mut client, mut server) = pair().await;
+    let (Conn::Wsio(mut client), Conn::Wsio(mut server)) = pair(Lib::Wsio).await else {
+        unreachable!("a wsio pair");
+    };
     let bytes = mib << 20;
     let receiver = tokio::spawn(async move {
         let mut reader = server.recv_stream().await.unwrap().unwrap();
@@ -93,7 +77,14 @@ fn main() {
             .unwrap()
     };
     match args[0].as_str() {
-        "echo" => rt.block_on(echo(num(1), num(2), num(3))),
+        "echo" => {
+            let lib = args.get(4).map_or(Lib::Wsio, |name| {
+                let lib = Lib::from_name(name);
+                assert_eq!(lib.name(), name, "unknown library {name}");
+                lib
+            });
+            rt.block_on(echo(num(1), num(2), num(3), lib))
+        }
         "stream" => rt.block_on(stream(num(1) as u64)),
         _ => panic!("usage"),
     }

@@ -24,7 +24,7 @@ import os
 import sys
 
 PEERS = ("tokio-tungstenite", "fastwebsockets", "tokio-websockets")
-CEILINGS = ("raw_tcp", "memcpy")
+CEILINGS = ("raw_tcp", "raw_tls", "memcpy")
 
 TARGETS = {
     # group prefix -> (what, wsio must reach at least this ratio, of what)
@@ -32,6 +32,8 @@ TARGETS = {
     "echo_1KiB_": (1.2, "peer"),
     "bulk_1MiB_": (0.95, "raw"),
     "stream_": (0.9, "raw"),
+    "flood_": (1.5, "peer"),
+    "wss_bulk_1MiB_": (0.9, "raw"),
 }
 
 
@@ -131,7 +133,7 @@ def group_table(groups, group):
 
 
 def summary(groups):
-    e2e = [g for g in groups if g.startswith(("echo_", "bulk_", "stream_"))]
+    e2e = [g for g in groups if g.startswith(("echo_", "bulk_", "wss_bulk_", "flood_", "stream_"))]
     if not e2e:
         return ""
     out = [

@@ -31,6 +31,10 @@ step "cargo test of the optional features (serde: typed messages; tracing: spans
 cargo test --features serde --test typed_messages --test messages
 cargo test --features serde --doc
 cargo test --features tracing --test tracing
+step "hyper and axum upgrades (HTTP/1.1 and RFC 8441 over h2), and each feature built on its own"
+cargo test --features axum --test upgrade_hyper --test axum
+cargo check --no-default-features --features hyper
+cargo check --no-default-features --features axum
 step "TLS features: every combination builds; the ws://-only build has no TLS crate and works"
 cargo clippy --all-targets --no-default-features -- -D warnings
 cargo check --no-default-features --features ring

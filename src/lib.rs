@@ -77,6 +77,34 @@
 //! does not decode is an error for that receive only ([`ErrorKind::Decode`]): the connection
 //! stays open.
 //!
+//! ## Inside hyper and axum
+//!
+//! With the `hyper` feature, the `upgrade` module upgrades a request that a hyper 1 server
+//! served: an HTTP/1.1 `GET` with `Upgrade: websocket` (answered `101`) or an HTTP/2 extended
+//! `CONNECT` (RFC 8441, answered `200`), through an [`Acceptor`]'s checks, origin allow-list,
+//! `on_request` decision and [`Config`]. With the `axum` feature, the `axum` module's
+//! `WebSocketUpgrade` extractor does the same in an axum 0.8 handler:
+//!
+//! ```no_run
+//! # #[cfg(feature = "axum")]
+//! # mod app {
+//! use axum::response::Response;
+//! use wsio::axum::WebSocketUpgrade;
+//!
+//! // Routed with `axum::routing::any`: an HTTP/2 upgrade is a CONNECT.
+//! async fn echo(ws: WebSocketUpgrade) -> Response {
+//!     ws.on_upgrade(|mut ws| async move {
+//!         while let Some(Ok(message)) = ws.recv().await {
+//!             if message.is_data() && ws.send(message).await.is_err() {
+//!                 break;
+//!             }
+//!         }
+//!     })
+//!     .await
+//! }
+//! # }
+//! ```
+//!
 //! ## Features
 //!
 //! | feature | default | what it adds |
@@ -87,6 +115,8 @@
 //! | `native-roots` | off | the operating system's trust store in the default root store, read once (with `webpki-roots` on too, the store holds both; with neither it is empty: add roots with `add_root_certificate`); adds `rustls-native-certs` |
 //! | `serde` | off | typed messages: `send_json`/`recv_json` (JSON with `serde_json`) and the `Codec` trait for other serde formats; adds `serde` and `serde_json` to the dependencies |
 //! | `tracing` | off | a `tracing` span per connection (role, peer, subprotocol, extensions) and events for the handshakes, TLS, the close (who, code, reason), failures with their close code and keepalive/idle timeouts; nothing per message, and no cost when off (instructions per echoed 64 B message: 10,107 without, 10,091 with the feature and no subscriber); adds `tracing` |
+//! | `hyper` | off | `upgrade`: WebSocket upgrades inside a hyper 1 server, HTTP/1.1 `Upgrade` and HTTP/2 extended CONNECT (RFC 8441), checked and answered by `Acceptor`'s code; adds `hyper` (`http1`, `http2`), `hyper-util`, `http-body-util` |
+//! | `axum` | off | `axum::WebSocketUpgrade`, the axum 0.8 extractor, over HTTP/1.1 and HTTP/2; turns on `hyper`; adds `axum` without its default features |
 //!
 //! With `default-features = false` and neither `ring` nor `aws-lc-rs` on, wsio is `ws://`-only: no
 //! TLS crate is compiled (`scripts/check_tls_free.sh` checks `cargo tree`), the `tls` module,
@@ -110,12 +140,15 @@
 //!
 //! [`proto`] and [`handshake`] are the sans-io core: frames and handshakes as plain functions
 //! and state machines, with no I/O, no tokio and no clock. The tokio glue around them is private;
-//! [`client`], [`server`], [`tls`] and [`transport`] are the public entry points.
+//! [`client`], [`server`], [`tls`] and [`transport`] are the public entry points, with
+//! `upgrade` and `axum` for hyper and axum applications (their features).
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 // The docs are written for the default build; without TLS, their links to the TLS items (which
 // are then absent) would not resolve.
 #![cfg_attr(not(feature = "tls"), allow(rustdoc::broken_intra_doc_links))]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 pub mod client;
 #[cfg(feature = "serde")]
 pub mod codec;
@@ -130,6 +163,8 @@ pub mod server;
 pub mod tls;
 mod trace;
 pub mod transport;
+#[cfg(feature = "hyper")]
+pub mod upgrade;
 
 pub use client::{connect, connect_on, ClientBuilder};
 #[cfg(feature = "serde")]

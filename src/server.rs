@@ -84,7 +84,7 @@ where
 }
 
 /// The answer to an upgrade request: accept it, or refuse it with a status.
-type Decision = std::result::Result<Accept, Reject>;
+pub(crate) type Decision = std::result::Result<Accept, Reject>;
 
 /// A decision still being made: what an asynchronous [`Acceptor::on_request_async`] returns.
 type DecisionFuture = Pin<Box<dyn Future<Output = Decision> + Send>>;
@@ -357,16 +357,10 @@ impl Acceptor {
             deadline,
             shutdown: self.shutdown.clone(),
         };
-        if pending.shutting_down() {
-            return Err(pending.refuse_for_shutdown().await);
+        match self.refusal(pending.request()) {
+            Some(reject) => Err(pending.refuse(&reject).await),
+            None => Ok(pending),
         }
-        if let Some(allowed) = &self.allowed_origins {
-            if !origin_allowed(allowed, pending.request()) {
-                let reject = Reject::new(StatusCode::FORBIDDEN).body("origin not allowed");
-                return Err(pending.refuse(&reject).await);
-            }
-        }
-        Ok(pending)
     }
 
     async fn accept_until<S>(
@@ -378,16 +372,58 @@ impl Acceptor {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let pending = self.read_request_until(io, deadline).await?;
-        let decision = match &self.decide {
-            None => Ok(Accept::new()),
-            Some(Decide::Now(decide)) => decide(pending.request()),
-            Some(Decide::Later(decide)) => timeout_at(deadline, decide(pending.request()))
-                .await
-                .map_err(|_elapsed| Error::Timeout(Timeout::Handshake))?,
-        };
-        match decision {
+        match self.decide(pending.request(), deadline).await? {
             Ok(accept) => pending.accept(accept).await,
             Err(reject) => Err(pending.refuse(&reject).await),
+        }
+    }
+}
+
+/// The pieces of an accept that every way of upgrading shares (this module's raw transports,
+/// and hyper's and axum's upgrades), so that each is written once.
+impl Acceptor {
+    /// The [`Config`] of the handshake limits and of the connections.
+    #[cfg(feature = "hyper")]
+    pub(crate) fn settings(&self) -> &Config {
+        &self.config
+    }
+
+    /// The shutdown connections join, if any.
+    #[cfg(feature = "hyper")]
+    pub(crate) fn registry(&self) -> Option<&Shutdown> {
+        self.shutdown.as_ref()
+    }
+
+    /// What `request` is refused with before any decision: the `503` of a
+    /// [`shutdown`](Self::shutdown) under way, or the `403` of
+    /// [`allowed_origins`](Self::allowed_origins); `None` lets it through.
+    pub(crate) fn refusal(&self, request: &Request<()>) -> Option<Reject> {
+        if self.shutdown.as_ref().is_some_and(Registry::is_closing) {
+            return Some(shutdown_refusal());
+        }
+        let allowed = self.allowed_origins.as_deref()?;
+        (!origin_allowed(allowed, request))
+            .then(|| Reject::new(StatusCode::FORBIDDEN).body("origin not allowed"))
+    }
+
+    /// What the [`on_request`](Self::on_request) (or
+    /// [`on_request_async`](Self::on_request_async)) callback answers to `request`; without
+    /// one, an [`Accept`] with no subprotocol.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] of [`Timeout::Handshake`] when an asynchronous decision is not made
+    /// by `deadline`.
+    pub(crate) async fn decide(
+        &self,
+        request: &Request<()>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Decision> {
+        match &self.decide {
+            None => Ok(Ok(Accept::new())),
+            Some(Decide::Now(decide)) => Ok(decide(request)),
+            Some(Decide::Later(decide)) => timeout_at(deadline, decide(request))
+                .await
+                .map_err(|_elapsed| Error::Timeout(Timeout::Handshake)),
         }
     }
 }
@@ -406,6 +442,12 @@ where
         .await
         .map_err(|_elapsed| Error::Timeout(Timeout::Handshake))?
         .map_err(Error::from)
+}
+
+/// The refusal of an upgrade once the shutdown has begun: 503, which tells a client to come
+/// back later (to another instance, behind a load balancer).
+fn shutdown_refusal() -> Reject {
+    Reject::new(StatusCode::SERVICE_UNAVAILABLE).body("the server is shutting down")
 }
 
 /// An upgrade request that was read and passed every check, waiting for the application's
@@ -489,12 +531,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PendingUpgrade<S> {
         self.shutdown.as_ref().is_some_and(Registry::is_closing)
     }
 
-    /// Refuses the upgrade because the server shuts down: 503, which tells a client to come
-    /// back later (to another instance, behind a load balancer).
+    /// Refuses the upgrade because the server shuts down.
     async fn refuse_for_shutdown(self) -> Error {
-        let reject =
-            Reject::new(StatusCode::SERVICE_UNAVAILABLE).body("the server is shutting down");
-        self.refuse(&reject).await
+        self.refuse(&shutdown_refusal()).await
     }
 
     /// Writes the refusal and returns the error it stands for (or the timeout's).

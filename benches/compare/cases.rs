@@ -1,5 +1,6 @@
 //! The cases: what each one sets up and what it times.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -7,7 +8,9 @@ use criterion::Throughput;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
-use crate::conn::{connect, Conn, Lib};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::conn::{connect, connect_tls, Conn, Lib, Tls};
 use crate::Scale;
 
 const MIB: usize = 1 << 20;
@@ -19,6 +22,21 @@ const LIBRARIES: &[&str] = &[
     "fastwebsockets",
     "tokio-websockets",
     "raw_tcp",
+];
+/// The flood cases: the libraries, which all have a way to queue messages without a flush each.
+const FLOOD_FUNCTIONS: &[&str] = &[
+    "wsio",
+    "tokio-tungstenite",
+    "fastwebsockets",
+    "tokio-websockets",
+];
+/// The wss bulk cases: the libraries over TLS, and raw TLS moving the same bytes.
+const TLS_FUNCTIONS: &[&str] = &[
+    "wsio",
+    "tokio-tungstenite",
+    "fastwebsockets",
+    "tokio-websockets",
+    "raw_tls",
 ];
 /// The stream cases: wsio's stream API beside the peers' and raw TCP's bulk transfer of the
 /// same bytes, and raw TCP through `tokio::io::copy`.
@@ -48,6 +66,14 @@ enum Kind {
         direction: Direction,
         messages: usize,
     },
+    /// 1 MiB messages one way over TLS (wss).
+    TlsBulk {
+        direction: Direction,
+        messages: usize,
+    },
+    /// Small messages one way, client to server, queued with `feed` and flushed once at the
+    /// end; the server counts them.
+    Flood { messages: usize },
     Stream {
         direction: Direction,
         messages: usize,
@@ -59,6 +85,7 @@ enum Kind {
 pub(crate) enum State {
     Echo(EchoSetup),
     Pair(Option<(Conn, Conn)>),
+    TlsPair(Option<(Conn<Tls>, Conn<Tls>)>),
 }
 
 impl Case {
@@ -84,24 +111,37 @@ impl Case {
                 }
             }
         }
-        let messages = scale.bulk_messages;
-        for direction in [Direction::ClientToServer, Direction::ServerToClient] {
+        for size in [64, 1 << 10] {
             cases.push(Case {
-                kind: Kind::Bulk {
-                    direction,
-                    messages,
+                kind: Kind::Flood {
+                    messages: scale.flood_messages,
                 },
-                payload: Bytes::from(vec![0x5a; MIB]),
+                payload: Bytes::from(vec![0x5a; size]),
             });
         }
-        for direction in [Direction::ClientToServer, Direction::ServerToClient] {
-            cases.push(Case {
-                kind: Kind::Stream {
-                    direction,
-                    messages,
-                },
-                payload: Bytes::from(vec![0x5a; MIB]),
-            });
+        // 1 MiB one way, each direction: bulk over TCP, bulk over TLS, wsio's stream API.
+        let messages = scale.bulk_messages;
+        let one_way: [fn(Direction, usize) -> Kind; 3] = [
+            |direction, messages| Kind::Bulk {
+                direction,
+                messages,
+            },
+            |direction, messages| Kind::TlsBulk {
+                direction,
+                messages,
+            },
+            |direction, messages| Kind::Stream {
+                direction,
+                messages,
+            },
+        ];
+        for kind in one_way {
+            for direction in [Direction::ClientToServer, Direction::ServerToClient] {
+                cases.push(Case {
+                    kind: kind(direction, messages),
+                    payload: Bytes::from(vec![0x5a; MIB]),
+                });
+            }
         }
         cases
     }
@@ -112,13 +152,12 @@ impl Case {
             Kind::Echo {
                 conns, inflight, ..
             } => {
-                let size = match self.payload.len() {
-                    n if n >= 1 << 10 => format!("{}KiB", n >> 10),
-                    n => format!("{n}B"),
-                };
+                let size = size_label(&self.payload);
                 format!("echo_{size}_{conns}conn_{inflight}inflight")
             }
             Kind::Bulk { direction, .. } => format!("bulk_1MiB_{}", direction.label()),
+            Kind::TlsBulk { direction, .. } => format!("wss_bulk_1MiB_{}", direction.label()),
+            Kind::Flood { .. } => format!("flood_{}_client_to_server", size_label(&self.payload)),
             Kind::Stream { direction, .. } => format!("stream_{}", direction.label()),
         }
     }
@@ -126,6 +165,8 @@ impl Case {
     pub(crate) fn functions(&self) -> &'static [&'static str] {
         match self.kind {
             Kind::Stream { .. } => STREAM_FUNCTIONS,
+            Kind::Flood { .. } => FLOOD_FUNCTIONS,
+            Kind::TlsBulk { .. } => TLS_FUNCTIONS,
             _ => LIBRARIES,
         }
     }
@@ -136,7 +177,10 @@ impl Case {
             Kind::Echo {
                 conns, per_conn, ..
             } => Throughput::Elements((conns * per_conn) as u64),
-            Kind::Bulk { messages, .. } | Kind::Stream { messages, .. } => {
+            Kind::Flood { messages } => Throughput::Elements(messages as u64),
+            Kind::Bulk { messages, .. }
+            | Kind::TlsBulk { messages, .. }
+            | Kind::Stream { messages, .. } => {
                 Throughput::Bytes((messages * self.payload.len()) as u64)
             }
         }
@@ -150,6 +194,8 @@ impl Case {
             Kind::Bulk { direction, .. } | Kind::Stream { direction, .. } => {
                 State::Pair(Some(direction.pair(lib).await))
             }
+            Kind::Flood { .. } => State::Pair(Some(Direction::ClientToServer.pair(lib).await)),
+            Kind::TlsBulk { direction, .. } => State::TlsPair(Some(direction.tls_pair(lib).await)),
         }
     }
 
@@ -164,6 +210,12 @@ impl Case {
             ) => setup.run(&self.payload, per_conn * iters, *inflight).await,
             (Kind::Bulk { messages, .. }, State::Pair(pair)) => {
                 bulk_run(pair, &self.payload, messages * iters).await
+            }
+            (Kind::TlsBulk { messages, .. }, State::TlsPair(pair)) => {
+                bulk_run(pair, &self.payload, messages * iters).await
+            }
+            (Kind::Flood { messages }, State::Pair(pair)) => {
+                flood_run(pair, &self.payload, messages * iters).await
             }
             (Kind::Stream { messages, .. }, State::Pair(pair)) => {
                 let bytes = (messages * self.payload.len()) as u64;
@@ -182,6 +234,7 @@ impl Case {
         match state {
             State::Echo(setup) => setup.finish().await,
             State::Pair(pair) => drop(pair),
+            State::TlsPair(pair) => drop(pair),
         }
     }
 }
@@ -259,7 +312,16 @@ impl Direction {
 
     /// (sending end, receiving end) of one upgraded connection.
     async fn pair(self, lib: Lib) -> (Conn, Conn) {
-        let (client, server) = connect(lib, 1).await.pop().unwrap();
+        self.ends(connect(lib, 1).await.pop().unwrap())
+    }
+
+    /// (sending end, receiving end) of one upgraded connection over TLS.
+    async fn tls_pair(self, lib: Lib) -> (Conn<Tls>, Conn<Tls>) {
+        self.ends(connect_tls(lib).await)
+    }
+
+    /// (client end, server end) in this direction's order.
+    fn ends<T>(self, (client, server): (T, T)) -> (T, T) {
         match self {
             Direction::ClientToServer => (client, server),
             Direction::ServerToClient => (server, client),
@@ -268,27 +330,80 @@ impl Direction {
 }
 
 /// Moves `messages` 1 MiB messages from `pair.0` to `pair.1`.
-async fn bulk_run(pair: &mut Option<(Conn, Conn)>, payload: &Bytes, messages: usize) -> Duration {
-    let (mut tx, mut rx) = pair.take().unwrap();
+async fn bulk_run<S>(
+    pair: &mut Option<(Conn<S>, Conn<S>)>,
+    payload: &Bytes,
+    messages: usize,
+) -> Duration
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let size = payload.len();
-    let start = Instant::now();
     let payload = payload.clone();
-    let sender = tokio::spawn(async move {
+    let send = move |mut tx: Conn<S>| async move {
         for _ in 0..messages {
             tx.bulk_send(&payload).await;
         }
         tx
-    });
-    let receiver = tokio::spawn(async move {
+    };
+    let receive = move |mut rx: Conn<S>| async move {
         let mut scratch = vec![0u8; MIB];
         rx.bulk_recv(messages, size, &mut scratch).await;
         rx
-    });
+    };
+    one_way(pair, send, receive).await
+}
+
+/// Queues `messages` small messages from `pair.0` with one flush at the end; timed until
+/// `pair.1` has received them all.
+async fn flood_run(pair: &mut Option<(Conn, Conn)>, payload: &Bytes, messages: usize) -> Duration {
+    let size = payload.len();
+    let payload = payload.clone();
+    let send = move |mut tx: Conn| async move {
+        for _ in 0..messages {
+            tx.feed(&payload).await;
+        }
+        tx.flush().await;
+        tx
+    };
+    let receive = move |mut rx: Conn| async move {
+        for _ in 0..messages {
+            let n = rx.recv().await;
+            debug_assert_eq!(n, size);
+        }
+        rx
+    };
+    one_way(pair, send, receive).await
+}
+
+/// Runs `send` on `pair.0` and `receive` on `pair.1`, each in its own task, and puts the pair
+/// back; timed from the start until `receive` is done.
+async fn one_way<S, Tx, Rx>(
+    pair: &mut Option<(Conn<S>, Conn<S>)>,
+    send: impl FnOnce(Conn<S>) -> Tx,
+    receive: impl FnOnce(Conn<S>) -> Rx,
+) -> Duration
+where
+    S: Send + 'static,
+    Tx: Future<Output = Conn<S>> + Send + 'static,
+    Rx: Future<Output = Conn<S>> + Send + 'static,
+{
+    let (tx, rx) = pair.take().unwrap();
+    let start = Instant::now();
+    let sender = tokio::spawn(send(tx));
+    let receiver = tokio::spawn(receive(rx));
     let rx = receiver.await.unwrap();
     let elapsed = start.elapsed();
-    let tx = sender.await.unwrap();
-    *pair = Some((tx, rx));
+    *pair = Some((sender.await.unwrap(), rx));
     elapsed
+}
+
+/// `64B`, `1KiB`: a payload's size in a case name.
+fn size_label(payload: &Bytes) -> String {
+    match payload.len() {
+        n if n >= 1 << 10 => format!("{}KiB", n >> 10),
+        n => format!("{n}B"),
+    }
 }
 
 /// Sends `messages` stream messages of `bytes` bytes each through wsio's stream API.

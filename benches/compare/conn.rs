@@ -1,11 +1,14 @@
-//! One end of an upgraded connection, of any of the libraries compared, and connection setup.
+//! One end of an upgraded connection, of any of the libraries compared, and connection setup,
+//! over loopback TCP or TLS over it.
 
 use std::io::IoSlice;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use wsio::tls::rustls;
+use wsio::tls::tokio_rustls::{TlsConnector, TlsStream};
 
 const URL: &str = "ws://127.0.0.1/bench";
 
@@ -50,22 +53,26 @@ impl Lib {
 /// One end of an upgraded connection. Every variant is inline (no `Box`), so that no library
 /// pays an indirection the others do not.
 #[allow(clippy::large_enum_variant)]
-pub(crate) enum Conn {
-    Wsio(wsio::WebSocket<TcpStream>),
-    Tungstenite(tokio_tungstenite::WebSocketStream<TcpStream>),
-    Fastwebsockets(fastwebsockets::WebSocket<TcpStream>),
-    TokioWebsockets(tokio_websockets::WebSocketStream<TcpStream>),
-    Raw(Raw),
+pub(crate) enum Conn<S = TcpStream> {
+    Wsio(wsio::WebSocket<S>),
+    Tungstenite(tokio_tungstenite::WebSocketStream<S>),
+    Fastwebsockets(fastwebsockets::WebSocket<S>),
+    TokioWebsockets(tokio_websockets::WebSocketStream<S>),
+    Raw(Raw<S>),
 }
 
-/// Raw TCP with a 4-byte big-endian length prefix per message: the least framing can cost.
-pub(crate) struct Raw {
-    pub(crate) io: TcpStream,
+/// TLS over loopback TCP, either end (tokio-rustls, wsio's own TLS stack).
+pub(crate) type Tls = TlsStream<TcpStream>;
+
+/// Raw TCP (or TLS) with a 4-byte big-endian length prefix per message: the least framing can
+/// cost.
+pub(crate) struct Raw<S = TcpStream> {
+    pub(crate) io: S,
     buf: BytesMut,
 }
 
-impl Raw {
-    fn new(io: TcpStream) -> Self {
+impl<S: AsyncRead + AsyncWrite + Unpin> Raw<S> {
+    fn new(io: S) -> Self {
         Raw {
             io,
             buf: BytesMut::with_capacity(64 << 10),
@@ -135,7 +142,7 @@ impl Raw {
     }
 }
 
-impl Conn {
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Sends one binary message (and flushes it).
     pub(crate) async fn send(&mut self, payload: &Bytes) {
         match self {
@@ -160,6 +167,38 @@ impl Conn {
                 .await
                 .unwrap(),
             Conn::Raw(raw) => raw.send(payload).await,
+        }
+    }
+
+    /// Queues one binary message without flushing it (fastwebsockets, which has no queue of
+    /// its own, writes it at once; raw TCP copies it into its write buffer).
+    pub(crate) async fn feed(&mut self, payload: &Bytes) {
+        match self {
+            Conn::Wsio(ws) => ws
+                .feed(wsio::Message::Binary(payload.clone()))
+                .await
+                .unwrap(),
+            Conn::Tungstenite(ws) => ws
+                .feed(tokio_tungstenite::tungstenite::Message::Binary(
+                    payload.clone(),
+                ))
+                .await
+                .unwrap(),
+            Conn::TokioWebsockets(ws) => ws
+                .feed(tokio_websockets::Message::binary(payload.clone()))
+                .await
+                .unwrap(),
+            other => other.send(payload).await,
+        }
+    }
+
+    /// Writes out whatever [`feed`](Self::feed) queued.
+    pub(crate) async fn flush(&mut self) {
+        match self {
+            Conn::Wsio(ws) => SinkExt::flush(ws).await.unwrap(),
+            Conn::Tungstenite(ws) => SinkExt::flush(ws).await.unwrap(),
+            Conn::TokioWebsockets(ws) => SinkExt::flush(ws).await.unwrap(),
+            Conn::Fastwebsockets(_) | Conn::Raw(_) => {}
         }
     }
 
@@ -278,7 +317,7 @@ const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
 /// Reads an HTTP head byte by byte, so that nothing past it is consumed.
-async fn read_head(io: &mut TcpStream) -> Vec<u8> {
+async fn read_head<S: AsyncRead + Unpin>(io: &mut S) -> Vec<u8> {
     let mut head = Vec::with_capacity(256);
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -288,7 +327,7 @@ async fn read_head(io: &mut TcpStream) -> Vec<u8> {
     head
 }
 
-async fn manual_client_handshake(mut io: TcpStream) -> TcpStream {
+async fn manual_client_handshake<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) -> S {
     let request = format!(
         "GET /bench HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -299,7 +338,7 @@ async fn manual_client_handshake(mut io: TcpStream) -> TcpStream {
     io
 }
 
-async fn manual_server_handshake(mut io: TcpStream) -> TcpStream {
+async fn manual_server_handshake<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) -> S {
     let head = read_head(&mut io).await;
     assert!(head.starts_with(b"GET "), "not an upgrade request");
     let response = format!(
@@ -311,7 +350,10 @@ async fn manual_server_handshake(mut io: TcpStream) -> TcpStream {
 }
 
 /// Upgrades a connected TCP pair with `lib`: (client end, server end).
-async fn upgrade(lib: Lib, client: TcpStream, server: TcpStream) -> (Conn, Conn) {
+async fn upgrade<S>(lib: Lib, client: S, server: S) -> (Conn<S>, Conn<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     match lib {
         Lib::Wsio => {
             // The peers cannot negotiate permessage-deflate, so wsio does not either: the same
@@ -362,14 +404,48 @@ async fn upgrade(lib: Lib, client: TcpStream, server: TcpStream) -> (Conn, Conn)
 /// `n` upgraded connections: (client end, server end) each.
 pub(crate) async fn connect(lib: Lib, n: usize) -> Vec<(Conn, Conn)> {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let mut pairs = Vec::with_capacity(n);
     for _ in 0..n {
-        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        let (client, server) = (client.unwrap(), server.unwrap().0);
-        client.set_nodelay(true).unwrap();
-        server.set_nodelay(true).unwrap();
+        let (client, server) = tcp_pair(&listener).await;
         pairs.push(upgrade(lib, client, server).await);
     }
     pairs
+}
+
+/// One upgraded connection over TLS (TLS 1.3, the provider's first cipher suite, the same for
+/// every library and for raw TLS): (client end, server end).
+pub(crate) async fn connect_tls(lib: Lib) -> (Conn<Tls>, Conn<Tls>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (client, server) = tcp_pair(&listener).await;
+    let (acceptor, connector) = tls_ends();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let (client, server) = tokio::join!(connector.connect(name, client), acceptor.accept(server));
+    let (client, server) = (
+        TlsStream::from(client.unwrap()),
+        TlsStream::from(server.unwrap()),
+    );
+    upgrade(lib, client, server).await
+}
+
+/// A connected loopback TCP pair with `TCP_NODELAY` on both ends: (client end, server end).
+async fn tcp_pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
+    let addr = listener.local_addr().unwrap();
+    let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    let (client, server) = (client.unwrap(), server.unwrap().0);
+    client.set_nodelay(true).unwrap();
+    server.set_nodelay(true).unwrap();
+    (client, server)
+}
+
+/// A TLS server with a fresh self-signed certificate for `localhost`, and a client that trusts
+/// only it.
+fn tls_ends() -> (wsio::tls::TlsAcceptor, TlsConnector) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let chain = vec![cert.cert.der().clone()];
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let acceptor = wsio::tls::acceptor(chain.clone(), key).unwrap();
+    let mut roots = wsio::tls::RootCertStore::empty();
+    roots.add(chain[0].clone()).unwrap();
+    let connector = TlsConnector::from(wsio::tls::client_config(roots).unwrap());
+    (acceptor, connector)
 }

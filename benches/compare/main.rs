@@ -11,6 +11,11 @@
 //!   binary messages, then reads the 1 or 16 echoes, and again; the server echoes what it gets.
 //!   Messages/s, counting each round trip once. Raw TCP sends a 4-byte length prefix and the
 //!   payload in one vectored write and echoes the frame it read without copying it.
+//! - `flood_{64B,1KiB}_client_to_server`: small binary messages one way, queued with `feed`
+//!   (`Sink::feed`; fastwebsockets, which has no write queue, writes each frame at once) and
+//!   flushed once at the end; timed until the server has received them all. Messages/s.
+//! - `wss_bulk_1MiB_{client_to_server,server_to_client}`: the bulk cases over TLS 1.3 (wsio's
+//!   rustls, the same cipher suite for all), with raw TLS writing the same bytes as the ceiling.
 //! - `bulk_1MiB_{client_to_server,server_to_client}`: 1 MiB binary messages one way (the client
 //!   masks its frames). Bytes/s. Raw TCP writes the same bytes in 1 MiB writes.
 //! - `stream_{client_to_server,server_to_client}`: wsio's stream API, one message of the same
@@ -55,6 +60,8 @@ pub(crate) struct Scale {
     pub(crate) echo_one_conn: usize,
     /// Round trips per connection per iteration with 100 connections (a multiple of 16).
     pub(crate) echo_many_conns: usize,
+    /// Messages per iteration in the flood cases.
+    pub(crate) flood_messages: usize,
     /// 1 MiB messages per iteration in the bulk cases; the stream cases move as many bytes.
     pub(crate) bulk_messages: usize,
     warm_up: Duration,
@@ -75,6 +82,7 @@ fn scale() -> Scale {
         Scale {
             echo_one_conn: 256,
             echo_many_conns: 16,
+            flood_messages: 2_000,
             bulk_messages: 8,
             warm_up: Duration::from_millis(200),
             measurement: Duration::from_millis(500),
@@ -83,6 +91,7 @@ fn scale() -> Scale {
         Scale {
             echo_one_conn: 2048,
             echo_many_conns: 64,
+            flood_messages: 20_000,
             bulk_messages: 64,
             warm_up: Duration::from_secs(1),
             measurement: Duration::from_secs(2),
@@ -158,6 +167,8 @@ const TARGETS: &[(&str, f64, bool)] = &[
     ("echo_1KiB_", 1.2, true),
     ("bulk_1MiB_", 0.95, false),
     ("stream_", 0.9, false),
+    ("flood_", 1.5, true),
+    ("wss_bulk_1MiB_", 0.9, false),
 ];
 const PEERS: [&str; 3] = ["tokio-tungstenite", "fastwebsockets", "tokio-websockets"];
 
@@ -165,7 +176,7 @@ fn interleaved(rt: &Runtime, cases: &[Case], rounds: usize, filters: &[String]) 
     println!(
         "Interleaved: {rounds} rounds per case; medians; ratios are medians of per-round ratios.\n"
     );
-    println!("| case | wsio | best peer | wsio / best peer | raw TCP | wsio / raw | target |");
+    println!("| case | wsio | best peer | wsio / best peer | raw TCP/TLS | wsio / raw | target |");
     println!("|---|---:|---|---:|---:|---:|---|");
     let mut details = Vec::new();
     for case in cases {
@@ -201,7 +212,9 @@ fn interleaved(rt: &Runtime, cases: &[Case], rounds: usize, filters: &[String]) 
             samples
         });
         let index = |f: &str| functions.iter().position(|&g| g == f);
-        let (wsio, raw) = (index("wsio").unwrap(), index("raw_tcp").unwrap());
+        let wsio = index("wsio").unwrap();
+        // The ceiling: raw TCP, or raw TLS in the wss cases; the flood cases have none.
+        let raw = index("raw_tcp").or_else(|| index("raw_tls"));
         let peers: Vec<usize> = PEERS.iter().filter_map(|p| index(p)).collect();
         let medians: Vec<f64> = samples.iter().map(|s| median(s)).collect();
         let best = *peers
@@ -216,32 +229,34 @@ fn interleaved(rt: &Runtime, cases: &[Case], rounds: usize, filters: &[String]) 
             )
         };
         let vs_peer = per_round(&|r| peers.iter().map(|&p| samples[p][r]).fold(0.0, f64::max));
-        let vs_raw = per_round(&|r| samples[raw][r]);
+        let vs_raw = raw.map(|raw| per_round(&|r| samples[raw][r]));
         let target = TARGETS
             .iter()
             .find(|(prefix, _, _)| name.starts_with(prefix))
-            .map(|&(_, goal, of_peer)| {
-                let got = if of_peer { vs_peer } else { vs_raw };
+            .and_then(|&(_, goal, of_peer)| {
+                let got = if of_peer { Some(vs_peer) } else { vs_raw }?;
                 let verdict = if got >= goal { "met" } else { "**missed**" };
                 let of = if of_peer { "best peer" } else { "raw" };
-                format!("≥{goal}x {of}: {verdict}")
+                Some(format!("≥{goal}x {of}: {verdict}"))
             })
             .unwrap_or_default();
+        let ratio = |r: Option<f64>| r.map_or("–".to_owned(), |r| format!("{r:.2}x"));
         println!(
-            "| {name} | {} | {} {} | {vs_peer:.2}x | {} | {vs_raw:.2}x | {target} |",
+            "| {name} | {} | {} {} | {vs_peer:.2}x | {} | {} | {target} |",
             human(medians[wsio], bytes),
             functions[best],
             human(medians[best], bytes),
-            human(medians[raw], bytes),
+            raw.map_or("–".to_owned(), |raw| human(medians[raw], bytes)),
+            ratio(vs_raw),
         );
         for (i, f) in functions.iter().enumerate() {
             let (lo, hi) = quartiles(&samples[i]);
             details.push(format!(
-                "| {name} | {f} | {} | {} – {} | {:.2}x |",
+                "| {name} | {f} | {} | {} – {} | {} |",
                 human(medians[i], bytes),
                 human(lo, bytes),
                 human(hi, bytes),
-                medians[i] / medians[raw],
+                ratio(raw.map(|raw| medians[i] / medians[raw])),
             ));
         }
     }

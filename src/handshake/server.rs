@@ -16,6 +16,11 @@
 //!
 //! [`Accept`] and [`Reject`] are the same two answers as values: what a server's callback
 //! decides, turned into bytes by [`Accept::response`] and [`Reject::write`].
+//!
+//! An HTTP/2 server hands over an RFC 8441 extended `CONNECT` instead: check it with
+//! [`validate_request_as`] and answer it with [`Accept::response_as`] or
+//! [`Reject::response_as`], given [`UpgradeKind::ExtendedConnect`] (a `200` without
+//! `Sec-WebSocket-Accept`, refusals without `Connection`).
 
 use bytes::Bytes;
 use http::header::{
@@ -97,11 +102,28 @@ pub fn parse_request(
     })
 }
 
+/// How a request asks for a WebSocket, and so how it is checked and answered.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeKind {
+    /// RFC 6455 §4.1: a `GET` over HTTP/1.1 with `Upgrade: websocket` and a
+    /// `Sec-WebSocket-Key`, answered `101 Switching Protocols` with `Sec-WebSocket-Accept`; the
+    /// connection then carries the WebSocket.
+    Http11,
+    /// RFC 8441: an HTTP/2 extended `CONNECT` whose `:protocol` pseudo-header is `websocket`,
+    /// answered `200 OK` without `Sec-WebSocket-Key` or `Sec-WebSocket-Accept` (§5: HTTP/2's
+    /// stream already proves the server understood); the stream then carries the WebSocket.
+    /// The `:protocol` pseudo-header is not in the header map: whoever reads it (the HTTP/2
+    /// server) says a request is of this kind.
+    ExtendedConnect,
+}
+
 /// Checks that `request` is a WebSocket upgrade request (RFC 6455 §4.2.1): `GET` over HTTP/1.1
 /// or later, one `Host`, `Upgrade: websocket`, `Connection` with the `upgrade` token,
 /// `Sec-WebSocket-Version: 13` and a `Sec-WebSocket-Key` that is base64 of 16 bytes.
 ///
-/// [`parse_request`] runs this; call it on a request obtained some other way.
+/// [`parse_request`] runs this; call it on a request obtained some other way. It is
+/// [`validate_request_as`] with [`UpgradeKind::Http11`].
 ///
 /// # Errors
 ///
@@ -110,6 +132,41 @@ pub fn parse_request(
 /// [`HandshakeError::UnsupportedVersion`] (answer 426: [`reject_response`] adds the
 /// `Sec-WebSocket-Version` header the client needs).
 pub fn validate_request(request: &Request<()>) -> Result<(), HandshakeError> {
+    validate_request_as(UpgradeKind::Http11, request)
+}
+
+/// Checks that `request` asks for a WebSocket the way `kind` does.
+///
+/// - [`UpgradeKind::Http11`]: as [`validate_request`] says.
+/// - [`UpgradeKind::ExtendedConnect`] (RFC 8441 §4, §5): the method is `CONNECT`, the version
+///   HTTP/2 or later, and `Sec-WebSocket-Version` is 13. `Host`, `Upgrade`, `Connection` and
+///   `Sec-WebSocket-Key` are not looked at: HTTP/2 has `:authority` instead of `Host`, forbids
+///   the connection-specific headers, and does without the key.
+///
+/// # Errors
+///
+/// Those of [`validate_request`]; for an extended `CONNECT`, [`HandshakeError::Malformed`]
+/// (400) for another method, [`HandshakeError::UnsupportedHttpVersion`] (505) for HTTP/1.x and
+/// [`HandshakeError::UnsupportedVersion`] (426) for a `Sec-WebSocket-Version` other than 13.
+pub fn validate_request_as(kind: UpgradeKind, request: &Request<()>) -> Result<(), HandshakeError> {
+    match kind {
+        UpgradeKind::Http11 => validate_http11(request),
+        UpgradeKind::ExtendedConnect => {
+            if request.method() != Method::CONNECT {
+                return Err(HandshakeError::Malformed(
+                    "an extended CONNECT request must use the CONNECT method".into(),
+                ));
+            }
+            if request.version() < Version::HTTP_2 {
+                return Err(HandshakeError::UnsupportedHttpVersion);
+            }
+            check_websocket_version(request.headers())
+        }
+    }
+}
+
+/// The checks of [`validate_request`].
+fn validate_http11(request: &Request<()>) -> Result<(), HandshakeError> {
     if request.method() != Method::GET {
         return Err(HandshakeError::MethodNotGet);
     }
@@ -130,19 +187,32 @@ pub fn validate_request(request: &Request<()>) -> Result<(), HandshakeError> {
     check_connection_upgrade(headers)?;
     // The version is checked before the key: a client of an older draft gets the 426 that
     // tells it which version to speak.
+    check_websocket_version(headers)?;
+    accept_key_of(request).map(|_| ())
+}
+
+/// Checks that `Sec-WebSocket-Version` appears once, with the value 13.
+fn check_websocket_version(headers: &HeaderMap) -> Result<(), HandshakeError> {
     let mut versions = headers.get_all(SEC_WEBSOCKET_VERSION).iter();
     match (versions.next(), versions.next()) {
-        (Some(version), None) if trim_ows(version.as_bytes()) == WEBSOCKET_VERSION.as_bytes() => {}
-        _ => return Err(HandshakeError::UnsupportedVersion),
+        (Some(version), None) if trim_ows(version.as_bytes()) == WEBSOCKET_VERSION.as_bytes() => {
+            Ok(())
+        }
+        _ => Err(HandshakeError::UnsupportedVersion),
     }
-    let key = single_header(headers, &SEC_WEBSOCKET_KEY, "Sec-WebSocket-Key")?;
+}
+
+/// The `Sec-WebSocket-Accept` that answers the request's `Sec-WebSocket-Key`, which must be
+/// there once and be base64 of 16 bytes.
+fn accept_key_of(request: &Request<()>) -> Result<String, HandshakeError> {
+    let key = single_header(request.headers(), &SEC_WEBSOCKET_KEY, "Sec-WebSocket-Key")?;
     if !is_valid_key(key.as_bytes()) {
         return Err(HandshakeError::InvalidHeader {
             name: "Sec-WebSocket-Key",
             reason: "the value is not the base64 encoding of 16 bytes",
         });
     }
-    Ok(())
+    Ok(derive_accept_key(trim_ows(key.as_bytes())))
 }
 
 /// The subprotocols the client offers in `Sec-WebSocket-Protocol`, in its order of preference:
@@ -172,34 +242,36 @@ pub fn accept_response(
     protocol: Option<&str>,
     extra_headers: &HeaderMap,
 ) -> Result<Response<()>, HandshakeError> {
-    build_accept(request, protocol, None, extra_headers).map(|(response, _)| response)
+    build_accept(UpgradeKind::Http11, request, protocol, None, extra_headers)
+        .map(|(response, _)| response)
 }
 
-/// [`accept_response`] that also answers the permessage-deflate offers when `deflate` (the
-/// server's preferences) is given, and returns the parameters agreed on.
+/// The answer that accepts `request` as `kind` asks: a `101` with `Upgrade`, `Connection` and
+/// `Sec-WebSocket-Accept`, or a `200` without them for an extended `CONNECT`. It also answers
+/// the permessage-deflate offers when `deflate` (the server's preferences) is given, and
+/// returns the parameters agreed on.
 fn build_accept(
+    kind: UpgradeKind,
     request: &Request<()>,
     protocol: Option<&str>,
     deflate: Option<&DeflateParams>,
     extra_headers: &HeaderMap,
 ) -> Result<(Response<()>, Option<DeflateParams>), HandshakeError> {
-    let key = single_header(request.headers(), &SEC_WEBSOCKET_KEY, "Sec-WebSocket-Key")?;
-    if !is_valid_key(key.as_bytes()) {
-        return Err(HandshakeError::InvalidHeader {
-            name: "Sec-WebSocket-Key",
-            reason: "the value is not the base64 encoding of 16 bytes",
-        });
-    }
-    let accept = derive_accept_key(trim_ows(key.as_bytes()));
-
     let mut headers = HeaderMap::new();
-    push(&mut headers, UPGRADE, HeaderValue::from_static("websocket"))?;
-    push(
-        &mut headers,
-        CONNECTION,
-        HeaderValue::from_static("Upgrade"),
-    )?;
-    push(&mut headers, SEC_WEBSOCKET_ACCEPT, header_value(accept)?)?;
+    let status = match kind {
+        UpgradeKind::Http11 => {
+            let accept = accept_key_of(request)?;
+            push(&mut headers, UPGRADE, HeaderValue::from_static("websocket"))?;
+            push(
+                &mut headers,
+                CONNECTION,
+                HeaderValue::from_static("Upgrade"),
+            )?;
+            push(&mut headers, SEC_WEBSOCKET_ACCEPT, header_value(accept)?)?;
+            StatusCode::SWITCHING_PROTOCOLS
+        }
+        UpgradeKind::ExtendedConnect => StatusCode::OK,
+    };
     if let Some(protocol) = protocol {
         if !requested_subprotocols(request).any(|offered| offered == protocol) {
             return Err(HandshakeError::UnexpectedSubprotocol(protocol.to_owned()));
@@ -221,7 +293,7 @@ fn build_accept(
     append_extra(&mut headers, extra_headers, &ACCEPT_OWNED)?;
 
     let mut response = Response::new(());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *response.status_mut() = status;
     *response.headers_mut() = headers;
     Ok((response, agreed))
 }
@@ -317,6 +389,11 @@ impl Accept {
         self
     }
 
+    /// The subprotocol selected with [`protocol`](Self::protocol), if any.
+    pub fn selected_protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
     /// The `101` answer to `request` ([`accept_response`] with this subprotocol and these
     /// headers), and what it agrees on.
     ///
@@ -332,8 +409,30 @@ impl Accept {
         request: &Request<()>,
         deflate: Option<&DeflateParams>,
     ) -> Result<(Response<()>, Negotiated), HandshakeError> {
-        let (response, agreed) =
-            build_accept(request, self.protocol.as_deref(), deflate, &self.headers)?;
+        self.response_as(UpgradeKind::Http11, request, deflate)
+    }
+
+    /// The answer to `request`, which asks for a WebSocket as `kind` says: for
+    /// [`UpgradeKind::Http11`] the `101` of [`response`](Self::response); for
+    /// [`UpgradeKind::ExtendedConnect`] a `200 OK` with the same subprotocol, extensions and
+    /// headers but no `Upgrade`, `Connection` or `Sec-WebSocket-Accept` (RFC 8441 §5). Returns
+    /// what it agrees on.
+    ///
+    /// # Errors
+    /// As [`response`](Self::response); an extended `CONNECT` needs no `Sec-WebSocket-Key`.
+    pub fn response_as(
+        &self,
+        kind: UpgradeKind,
+        request: &Request<()>,
+        deflate: Option<&DeflateParams>,
+    ) -> Result<(Response<()>, Negotiated), HandshakeError> {
+        let (response, agreed) = build_accept(
+            kind,
+            request,
+            self.protocol.as_deref(),
+            deflate,
+            &self.headers,
+        )?;
         let negotiated = Negotiated::stated(response.headers(), agreed);
         Ok((response, negotiated))
     }
@@ -389,6 +488,34 @@ impl Reject {
         } = &*self.0;
         let response = reject_response(*status, headers, body.len());
         write_response(&response, body, out);
+    }
+
+    /// The refusal as a response with its body, for an HTTP server to send to a request that
+    /// asked for a WebSocket as `kind` says: the head [`reject_response`] builds, without
+    /// `Connection` for an extended `CONNECT` (HTTP/2 forbids connection-specific headers,
+    /// RFC 9113 §8.2.2, and refusing one stream leaves the connection open).
+    pub fn response_as(&self, kind: UpgradeKind) -> Response<Bytes> {
+        let RejectParts {
+            status,
+            headers,
+            body,
+        } = &*self.0;
+        let (mut parts, ()) = reject_response(*status, headers, body.len()).into_parts();
+        if kind == UpgradeKind::ExtendedConnect {
+            parts.headers.remove(CONNECTION);
+        }
+        Response::from_parts(parts, body.clone())
+    }
+}
+
+impl Reject {
+    /// The refusal of a request that failed its checks with `error`: the error's
+    /// [`status_for_reply`](HandshakeError::status_for_reply) (400 for an error only a client
+    /// sees) and its text as the body, so that whoever wrote the client can read what was
+    /// wrong.
+    pub fn for_error(error: &HandshakeError) -> Self {
+        let status = error.status_for_reply().unwrap_or(StatusCode::BAD_REQUEST);
+        Reject::new(status).body(error.to_string())
     }
 }
 

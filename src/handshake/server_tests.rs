@@ -396,3 +396,139 @@ fn an_accept_negotiates_deflate_when_given_preferences() {
         .unwrap();
     assert!(!response.headers().contains_key(SEC_WEBSOCKET_EXTENSIONS));
 }
+
+/// An RFC 8441 §5.1 request, as an HTTP/2 server hands it over: `CONNECT`, HTTP/2, no `Host`
+/// (`:authority` is in the URI), no `Upgrade`, `Connection` or `Sec-WebSocket-Key`.
+fn extended_connect() -> Request<()> {
+    let mut request = Request::new(());
+    *request.method_mut() = Method::CONNECT;
+    *request.version_mut() = Version::HTTP_2;
+    *request.uri_mut() = Uri::from_static("https://server.example.com/chat");
+    let headers = request.headers_mut();
+    headers.append(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    headers.append(
+        SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static("chat, superchat"),
+    );
+    headers.append(
+        HeaderName::from_static("origin"),
+        HeaderValue::from_static("http://www.example.com"),
+    );
+    request
+}
+
+#[test]
+fn an_extended_connect_needs_connect_http2_and_version_13_but_no_key() {
+    let request = extended_connect();
+    validate_request_as(UpgradeKind::ExtendedConnect, &request).unwrap();
+    // The HTTP/1.1 checks would refuse it: no Host, Upgrade, Connection or key.
+    assert!(matches!(
+        validate_request_as(UpgradeKind::Http11, &request),
+        Err(HandshakeError::MethodNotGet)
+    ));
+
+    let status = |request: &Request<()>| {
+        validate_request_as(UpgradeKind::ExtendedConnect, request)
+            .unwrap_err()
+            .status_for_reply()
+            .unwrap()
+            .as_u16()
+    };
+    let mut get = extended_connect();
+    *get.method_mut() = Method::GET;
+    assert_eq!(status(&get), 400);
+    let mut over_h1 = extended_connect();
+    *over_h1.version_mut() = Version::HTTP_11;
+    assert_eq!(status(&over_h1), 505);
+    let mut old_draft = extended_connect();
+    old_draft
+        .headers_mut()
+        .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
+    assert_eq!(status(&old_draft), 426);
+    let mut no_version = extended_connect();
+    no_version.headers_mut().remove(SEC_WEBSOCKET_VERSION);
+    assert_eq!(status(&no_version), 426);
+    let mut twice = extended_connect();
+    twice
+        .headers_mut()
+        .append(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    assert_eq!(status(&twice), 426);
+    // HTTP/3 carries the same extended CONNECT (RFC 9220).
+    let mut over_h3 = extended_connect();
+    *over_h3.version_mut() = Version::HTTP_3;
+    validate_request_as(UpgradeKind::ExtendedConnect, &over_h3).unwrap();
+}
+
+#[test]
+fn an_extended_connect_is_answered_200_without_accept_or_upgrade_headers() {
+    let mut request = extended_connect();
+    request.headers_mut().append(
+        SEC_WEBSOCKET_EXTENSIONS,
+        HeaderValue::from_static("permessage-deflate; client_max_window_bits"),
+    );
+    let accept = Accept::new()
+        .protocol(Some("superchat"))
+        .header(
+            HeaderName::from_static("server"),
+            HeaderValue::from_static("wsio"),
+        )
+        .header(UPGRADE, HeaderValue::from_static("websocket"));
+    let (response, negotiated) = accept
+        .response_as(
+            UpgradeKind::ExtendedConnect,
+            &request,
+            Some(&DeflateParams::default()),
+        )
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers();
+    for absent in [SEC_WEBSOCKET_ACCEPT, UPGRADE, CONNECTION, CONTENT_LENGTH] {
+        assert!(!headers.contains_key(&absent), "{absent} in {headers:?}");
+    }
+    assert_eq!(headers[SEC_WEBSOCKET_PROTOCOL], "superchat");
+    assert_eq!(headers["server"], "wsio");
+    assert_eq!(headers[SEC_WEBSOCKET_EXTENSIONS], "permessage-deflate");
+    assert_eq!(negotiated.subprotocol(), Some("superchat"));
+    assert_eq!(
+        negotiated.permessage_deflate(),
+        Some(DeflateParams::default())
+    );
+    assert_eq!(Negotiated::from_response(&response), negotiated);
+
+    // The same Accept over HTTP/1.1 is the 101 of `response`.
+    let (h1, _) = accept
+        .response_as(UpgradeKind::Http11, &rfc_request(), None)
+        .unwrap();
+    let (plain, _) = accept.response(&rfc_request(), None).unwrap();
+    assert_eq!(h1.status(), StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(h1.headers(), plain.headers());
+    // A subprotocol the client did not offer is still the server's mistake.
+    let error = Accept::new()
+        .protocol(Some("mqtt"))
+        .response_as(UpgradeKind::ExtendedConnect, &request, None)
+        .unwrap_err();
+    assert!(matches!(error, HandshakeError::UnexpectedSubprotocol(_)));
+}
+
+#[test]
+fn a_reject_as_a_response_drops_connection_only_for_an_extended_connect() {
+    let reject = Reject::new(StatusCode::UPGRADE_REQUIRED).body("speak 13");
+    let h1 = reject.response_as(UpgradeKind::Http11);
+    assert_eq!(h1.status(), StatusCode::UPGRADE_REQUIRED);
+    assert_eq!(h1.headers()[SEC_WEBSOCKET_VERSION], "13");
+    assert_eq!(h1.headers()[CONNECTION], "close");
+    assert_eq!(h1.headers()[CONTENT_LENGTH], "8");
+    assert_eq!(h1.body().as_ref(), b"speak 13");
+    let mut out = Vec::new();
+    reject.write(&mut out);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        written(&h1.map(|_| ()), b"speak 13")
+    );
+
+    let h2 = reject.response_as(UpgradeKind::ExtendedConnect);
+    assert_eq!(h2.status(), StatusCode::UPGRADE_REQUIRED);
+    assert_eq!(h2.headers()[SEC_WEBSOCKET_VERSION], "13");
+    assert!(!h2.headers().contains_key(CONNECTION));
+    assert_eq!(h2.body().as_ref(), b"speak 13");
+}

@@ -13,7 +13,8 @@ use super::socket::WebSocket;
 use crate::config::Config;
 use crate::error::{Error, HandshakeError, Result, Timeout};
 use crate::handshake::client::{content_length, ClientHandshake, ParsedResponse, MAX_REFUSED_BODY};
-use crate::handshake::server::{parse_request, write_response, Accept, Reject};
+use crate::handshake::server::{parse_request, write_response, Accept, Reject, UpgradeKind};
+use crate::handshake::Negotiated;
 use crate::proto::Role;
 use crate::trace::{conn_event, loose_event};
 
@@ -161,14 +162,13 @@ where
             request,
         }),
         Ok(Ok(Err(e))) => {
-            let status = e.status_for_reply().unwrap_or(StatusCode::BAD_REQUEST);
-            let body = e.to_string();
+            let reject = Reject::for_error(&e);
             loose_event!(
                 DEBUG,
-                status = status.as_u16(),
-                "refused an upgrade request: {body}"
+                status = reject.status().as_u16(),
+                "refused an upgrade request: {e}"
             );
-            send_refusal(&mut io, &Reject::new(status).body(body), deadline).await;
+            send_refusal(&mut io, &reject, deadline).await;
             Err(e.into())
         }
     }
@@ -219,17 +219,14 @@ where
     if Instant::now() >= deadline {
         return Err(handshake_timeout());
     }
-    let deflate = config
-        .get_compression()
-        .map(|compression| compression.params(Role::Server));
-    let (response, negotiated) = match accept.response(&request, deflate.as_ref()) {
-        Ok(accepted) => accepted,
-        Err(e) => {
-            let reject = Reject::new(StatusCode::INTERNAL_SERVER_ERROR);
-            send_refusal(&mut io, &reject, deadline).await;
-            return Err(e.into());
-        }
-    };
+    let (response, negotiated) =
+        match accept_answer(UpgradeKind::Http11, &accept, &request, &config) {
+            Ok(accepted) => accepted,
+            Err((reject, e)) => {
+                send_refusal(&mut io, &reject, deadline).await;
+                return Err(e.into());
+            }
+        };
     let mut out = Vec::with_capacity(256);
     write_response(&response, &[], &mut out);
     let write = async {
@@ -240,10 +237,51 @@ where
         .await
         .map_err(|_elapsed| handshake_timeout())??;
     buf.advance(head_len);
-    let mut ws = WebSocket::from_negotiated(io, Role::Server, config, buf, negotiated)?;
+    let ws = server_socket(io, config, buf, negotiated, &request, shutdown)?;
+    Ok((ws, request))
+}
+
+/// The answer `accept` makes to `request`, which asked for a WebSocket as `kind` says, with
+/// the permessage-deflate preferences of `config`, and what it agrees on. When `accept` does
+/// not fit the request (a subprotocol the client did not offer), the `500` to answer instead,
+/// and why.
+pub(crate) fn accept_answer(
+    kind: UpgradeKind,
+    accept: &Accept,
+    request: &Request<()>,
+    config: &Config,
+) -> std::result::Result<(Response<()>, Negotiated), (Reject, HandshakeError)> {
+    let deflate = config
+        .get_compression()
+        .map(|compression| compression.params(Role::Server));
+    accept
+        .response_as(kind, request, deflate.as_ref())
+        .map_err(|e| (Reject::new(StatusCode::INTERNAL_SERVER_ERROR), e))
+}
+
+/// A server's connection over `io`, once the opening handshake that `request` started has
+/// been answered: `leftover` holds what the client sent past its request (a pipelined first
+/// frame), `negotiated` what the answer agreed on. It joins the acceptor's `shutdown`, when
+/// there is one.
+///
+/// The one place a server connection is built, whichever way the upgrade came (a raw
+/// transport through `Acceptor`, hyper's or axum's upgrade): what every server connection
+/// gets at its start goes here, once.
+pub(crate) fn server_socket<S>(
+    io: S,
+    config: Config,
+    leftover: BytesMut,
+    negotiated: Negotiated,
+    request: &Request<()>,
+    shutdown: Option<&Shutdown>,
+) -> Result<WebSocket<S>> {
+    let mut ws = WebSocket::from_negotiated(io, Role::Server, config, leftover, negotiated)?;
     ws.driver.join(shutdown);
     conn_event!(ws.span(), DEBUG, path = %request.uri(), "opening handshake done");
-    Ok((ws, request))
+    // Only the event above reads the request.
+    #[cfg(not(feature = "tracing"))]
+    let _ = request;
+    Ok(ws)
 }
 
 /// Reads until `buf` starts with a complete request head, and parses it: the outer error is

@@ -10,6 +10,8 @@ pub(crate) mod shutdown;
 pub(crate) mod socket;
 pub(crate) mod split;
 pub(crate) mod stream;
+#[cfg(feature = "hyper")]
+pub(crate) mod upgraded;
 pub(crate) mod wakers;
 pub(crate) mod writer;
 

@@ -9,6 +9,7 @@
 #[cfg(feature = "tls")]
 pub(crate) mod certs;
 pub(crate) mod faulty;
+pub(crate) mod http;
 pub(crate) mod peers;
 pub(crate) mod pipe;
 pub(crate) mod stream;
