@@ -15,6 +15,12 @@
 //! or `aws-lc-rs` feature), build a `TlsAcceptor` with `tls::acceptor_from_pem` and use
 //! `Acceptor::accept_tls`.
 //!
+//! A server that stops closes its connections with a [`Shutdown`] given to the acceptor
+//! ([`Acceptor::shutdown`]): [`Shutdown::close_all`] sends every connection the acceptor built a
+//! close with 1001 (going away), waits for the closing handshakes until a deadline, cuts off
+//! the peers that do not answer, and returns a [`ShutdownReport`]; meanwhile new upgrade
+//! requests are answered with `503 Service Unavailable`. The `Shutdown` docs have the example.
+//!
 //! ```no_run
 //! use wsio::server::{Acceptor, Accept, Reject};
 //! # async fn demo() -> wsio::Result<()> {
@@ -56,11 +62,13 @@ use tokio::time::timeout_at;
 use crate::config::Config;
 use crate::error::{Error, HandshakeError, Result, Timeout};
 use crate::rt::handshake::{self, deadline_after};
+use crate::rt::shutdown::Shutdown as Registry;
 #[cfg(feature = "tls")]
 use crate::tls::TlsAcceptor;
 use crate::WebSocket;
 
 pub use crate::handshake::server::{requested_subprotocols, Accept, Reject};
+pub use crate::rt::shutdown::{Shutdown, ShutdownReport};
 
 /// Upgrades `io` to a WebSocket with the default [`Config`], accepting any path and no
 /// subprotocol. A malformed request is answered with 400 (426 for a wrong version) and returned
@@ -101,6 +109,7 @@ pub struct Acceptor {
     config: Config,
     decide: Option<Decide>,
     allowed_origins: Option<Arc<[String]>>,
+    shutdown: Option<Registry>,
 }
 
 impl fmt::Debug for Acceptor {
@@ -109,6 +118,7 @@ impl fmt::Debug for Acceptor {
             .field("config", &self.config)
             .field("on_request", &self.decide.is_some())
             .field("allowed_origins", &self.allowed_origins)
+            .field("shutdown", &self.shutdown)
             .finish()
     }
 }
@@ -214,6 +224,15 @@ impl Acceptor {
         self
     }
 
+    /// Registers every connection this acceptor builds with `shutdown`, whose
+    /// [`close_all`](Shutdown::close_all) closes them with 1001 (going away). Once the shutdown
+    /// has begun, upgrade requests are refused with `503 Service Unavailable` (and
+    /// [`accept`](Self::accept) returns [`HandshakeError::Rejected`]).
+    pub fn shutdown(mut self, shutdown: &Shutdown) -> Self {
+        self.shutdown = Some(shutdown.clone());
+        self
+    }
+
     /// Reads the upgrade request from `io` and answers it, within
     /// [`Config::handshake_timeout`]. Returns the connection and the request (path, query,
     /// headers).
@@ -223,8 +242,8 @@ impl Acceptor {
     /// than the timeout; [`Error::Handshake`] for a request that is malformed (answered with
     /// 400, 405, 426, 431 or 505, see
     /// [`HandshakeError::status_for_reply`](crate::handshake::HandshakeError::status_for_reply)),
-    /// refused by the origin check (403) or by [`on_request`](Self::on_request)
-    /// ([`HandshakeError::Rejected`]).
+    /// refused by the origin check (403), by [`on_request`](Self::on_request), or because the
+    /// [`shutdown`](Self::shutdown) has begun (503) ([`HandshakeError::Rejected`]).
     ///
     /// # Cancel safety
     /// Dropping the future drops `io` mid-handshake; nothing else is affected.
@@ -336,8 +355,9 @@ impl Acceptor {
             read,
             config: self.config.clone(),
             deadline,
+            shutdown: self.shutdown.clone(),
         };
-        match self.origin_refusal(pending.request()) {
+        match self.refusal(pending.request()) {
             Some(reject) => Err(pending.refuse(&reject).await),
             None => Ok(pending),
         }
@@ -368,9 +388,19 @@ impl Acceptor {
         &self.config
     }
 
-    /// The `403` that [`allowed_origins`](Self::allowed_origins) answers `request` with, or
-    /// `None` when it lets the request through.
-    pub(crate) fn origin_refusal(&self, request: &Request<()>) -> Option<Reject> {
+    /// The shutdown connections join, if any.
+    #[cfg(feature = "hyper")]
+    pub(crate) fn registry(&self) -> Option<&Shutdown> {
+        self.shutdown.as_ref()
+    }
+
+    /// What `request` is refused with before any decision: the `503` of a
+    /// [`shutdown`](Self::shutdown) under way, or the `403` of
+    /// [`allowed_origins`](Self::allowed_origins); `None` lets it through.
+    pub(crate) fn refusal(&self, request: &Request<()>) -> Option<Reject> {
+        if self.shutdown.as_ref().is_some_and(Registry::is_closing) {
+            return Some(shutdown_refusal());
+        }
         let allowed = self.allowed_origins.as_deref()?;
         (!origin_allowed(allowed, request))
             .then(|| Reject::new(StatusCode::FORBIDDEN).body("origin not allowed"))
@@ -414,6 +444,12 @@ where
         .map_err(Error::from)
 }
 
+/// The refusal of an upgrade once the shutdown has begun: 503, which tells a client to come
+/// back later (to another instance, behind a load balancer).
+fn shutdown_refusal() -> Reject {
+    Reject::new(StatusCode::SERVICE_UNAVAILABLE).body("the server is shutting down")
+}
+
 /// An upgrade request that was read and passed every check, waiting for the application's
 /// answer: from [`Acceptor::read_request`]. It holds the connection (and any bytes the client
 /// sent after its request); dropping it closes the connection without an answer.
@@ -421,6 +457,7 @@ pub struct PendingUpgrade<S> {
     read: handshake::ReadRequest<S>,
     config: Config,
     deadline: tokio::time::Instant,
+    shutdown: Option<Registry>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for PendingUpgrade<S> {
@@ -460,13 +497,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PendingUpgrade<S> {
     /// # Errors
     /// [`Error::Timeout`] of [`Timeout::Handshake`] when the deadline has passed, or passes
     /// while the answer is written (the connection is closed); [`Error::Handshake`] when
-    /// `accept` names a subprotocol the client did not offer (answered with 500);
-    /// [`Error::Io`] when the answer cannot be written.
+    /// `accept` names a subprotocol the client did not offer (answered with 500), or when the
+    /// acceptor's [`shutdown`](Acceptor::shutdown) began since the request was read (answered
+    /// with 503, [`HandshakeError::Rejected`]); [`Error::Io`] when the answer cannot be
+    /// written.
     ///
     /// # Cancel safety
     /// Dropping the future closes the connection, answered or not.
     pub async fn accept(self, accept: Accept) -> Result<(WebSocket<S>, Request<()>)> {
-        handshake::server_accept(self.read, accept, self.config, self.deadline).await
+        if self.shutting_down() {
+            return Err(self.refuse_for_shutdown().await);
+        }
+        let shutdown = self.shutdown.as_ref();
+        handshake::server_accept(self.read, accept, self.config, self.deadline, shutdown).await
     }
 
     /// Refuses the upgrade with the [`Reject`]'s status, headers and body, then closes the
@@ -481,6 +524,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PendingUpgrade<S> {
     /// Dropping the future closes the connection, answered or not.
     pub async fn reject(self, reject: Reject) -> Result<()> {
         handshake::server_reject(self.read, &reject, self.deadline).await
+    }
+
+    /// Whether the acceptor's shutdown has begun: no new connection is accepted.
+    fn shutting_down(&self) -> bool {
+        self.shutdown.as_ref().is_some_and(Registry::is_closing)
+    }
+
+    /// Refuses the upgrade because the server shuts down.
+    async fn refuse_for_shutdown(self) -> Error {
+        self.refuse(&shutdown_refusal()).await
     }
 
     /// Writes the refusal and returns the error it stands for (or the timeout's).

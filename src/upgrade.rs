@@ -169,14 +169,14 @@ impl UpgradeRequest {
         Ok(UpgradeRequest { kind, head })
     }
 
-    /// The acceptor's decision on the request: its origin check, then its `on_request`
-    /// callback, made before `deadline`.
+    /// The acceptor's decision on the request: its refusals (a shutdown under way, the origin
+    /// check), then its `on_request` callback, made before `deadline`.
     pub(crate) async fn decide(
         &self,
         acceptor: &Acceptor,
         deadline: tokio::time::Instant,
     ) -> Result<Decision, Refusal> {
-        if let Some(reject) = acceptor.origin_refusal(&self.head) {
+        if let Some(reject) = acceptor.refusal(&self.head) {
             return Ok(Err(reject));
         }
         acceptor.decide(&self.head, deadline).await.map_err(|e| {
@@ -223,7 +223,9 @@ impl UpgradeRequest {
         let (response, negotiated) = accept_answer(self.kind, &accept, &self.head, config)
             .map_err(|(reject, e)| Refusal::new(self.kind, &reject, e.into()))?;
         let response = response.map(|()| Full::new(Bytes::new()));
-        let websocket = UpgradeFuture::new(on_upgrade, config.clone(), negotiated, self.head);
+        let shutdown = acceptor.registry().cloned();
+        let websocket =
+            UpgradeFuture::new(on_upgrade, config.clone(), negotiated, self.head, shutdown);
         Ok((response, websocket))
     }
 }

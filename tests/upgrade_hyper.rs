@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use wsio::server::{requested_subprotocols, Accept};
 use wsio::upgrade::{is_upgrade_request, upgrade, UpgradedIo};
-use wsio::{Acceptor, ClientBuilder, ErrorKind, Message, WebSocket};
+use wsio::{Acceptor, ClientBuilder, CloseCode, ErrorKind, Message, WebSocket};
 
 use support::http::{
     assert_status, drive_peer, echo_round_trip, extended_connect, h2_connect, h2_websocket,
@@ -394,4 +394,48 @@ async fn an_async_decision_not_made_in_time_is_a_503_and_a_timeout() {
     .expect_err("no decision");
     assert_eq!(refusal.response().status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(refusal.error().kind(), ErrorKind::Timeout);
+}
+
+#[tokio::test]
+async fn a_shutdown_closes_upgraded_connections_and_refuses_new_upgrades_with_503() {
+    let shutdown = wsio::server::Shutdown::new().with_reason("bye");
+    let mut server = Server::start(Http::One, Acceptor::new().shutdown(&shutdown)).await;
+    let url = format!("ws://{}/", server.addr);
+    let (mut client, _) = within("connecting", wsio::connect(url.as_str()))
+        .await
+        .expect("the upgrade");
+    let mut ws = server.socket().await;
+    assert_eq!(
+        shutdown.open(),
+        1,
+        "the upgraded connection joined the shutdown"
+    );
+    let serving = tokio::spawn(async move { while let Some(Ok(_)) = ws.recv().await {} });
+    let (report, close) = within("the shutdown", async {
+        tokio::join!(
+            shutdown.close_all(std::time::Duration::from_secs(5)),
+            client.recv()
+        )
+    })
+    .await;
+    match close {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            assert_eq!(
+                (frame.code, frame.reason.as_str()),
+                (CloseCode::GOING_AWAY, "bye")
+            )
+        }
+        other => panic!("expected the shutdown's close: {other:?}"),
+    }
+    assert_eq!(
+        (report.open, report.closed, report.cut),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    within("the server's task", serving).await.unwrap();
+    let refused = within("connecting", wsio::connect(url.as_str()))
+        .await
+        .expect_err("an upgrade during the shutdown");
+    assert_eq!(refused.kind(), ErrorKind::HandshakeRefused, "{refused:?}");
+    assert!(refused.to_string().contains("503"), "{refused}");
 }

@@ -1089,15 +1089,35 @@ impl Connection {
     /// Starts the closing handshake. The code must be sendable and the reason at most 123 bytes.
     pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
         self.check_can_send()?;
-        if let Some(f) = &frame {
-            if !f.code.is_sendable() {
-                return Err(UsageError::InvalidCloseCode(f.code.0).into());
-            }
-            if f.reason.len() > MAX_REASON_LEN {
-                return Err(UsageError::CloseReasonTooLong(f.reason.len()).into());
-            }
-        }
+        check_close_frame(frame.as_ref())?;
         self.queue_close(frame.as_ref());
+        Ok(())
+    }
+
+    /// Ends the connection by `deadline`, whatever state it is in: what a server shutting down
+    /// asks of each connection. Starts the closing handshake with `frame` unless one began
+    /// (ours or the peer's), and gives up on the peer at `deadline` if the handshake has not
+    /// finished by then: [`handle_timeout`](Self::handle_timeout) then reports
+    /// [`Expired::Close`]. The deadline replaces the close timeout for a handshake this call
+    /// begins; one already under way keeps the earlier of its deadline and this one. A
+    /// connection already failed or given up is left as it is.
+    ///
+    /// The frame is checked as in [`close`](Self::close): on an error nothing changes.
+    pub fn close_by(
+        &mut self,
+        frame: Option<CloseFrame>,
+        deadline: Instant,
+    ) -> Result<(), SendError> {
+        check_close_frame(frame.as_ref())?;
+        if self.failure.is_some() || self.expired.is_some() {
+            return Ok(());
+        }
+        // Before the close is queued: a handshake begun here takes this deadline, not the
+        // close timeout's.
+        self.timers.close_by(deadline);
+        if self.can_send() {
+            self.queue_close(frame.as_ref());
+        }
         Ok(())
     }
 
@@ -1142,6 +1162,18 @@ enum Step {
     Continue,
     /// Nothing more can be decoded now.
     Blocked,
+}
+
+/// Checks a close frame we are about to send: a sendable code, a reason of at most 123 bytes.
+fn check_close_frame(frame: Option<&CloseFrame>) -> Result<(), SendError> {
+    let Some(f) = frame else { return Ok(()) };
+    if !f.code.is_sendable() {
+        return Err(UsageError::InvalidCloseCode(f.code.0).into());
+    }
+    if f.reason.len() > MAX_REASON_LEN {
+        return Err(UsageError::CloseReasonTooLong(f.reason.len()).into());
+    }
+    Ok(())
 }
 
 fn data_opcode(kind: DataKind) -> OpCode {

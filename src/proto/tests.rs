@@ -409,6 +409,79 @@ fn close_timeout_gives_up_on_a_peer_that_never_answers_the_close() {
 }
 
 #[test]
+fn close_by_sends_the_close_and_a_peer_that_answers_completes_the_handshake() {
+    let mut pair = Pair::new(ProtoConfig::default());
+    let deadline = pair.now + Duration::from_secs(30);
+    let going_away = CloseFrame::new(CloseCode::GOING_AWAY, "restarting");
+    pair.server
+        .conn
+        .close_by(Some(going_away.clone()), deadline)
+        .unwrap();
+    assert_eq!(pair.server.conn.poll_timeout(), Some(deadline));
+    pair.settle();
+    assert_eq!(
+        messages(pair.receive(Role::Client, Consumer::Messages)),
+        [Message::Close(Some(going_away))]
+    );
+    pair.settle();
+    assert_eq!(
+        messages(pair.receive(Role::Server, Consumer::Messages)),
+        [Message::Close(Some(CloseFrame::new(
+            CloseCode::GOING_AWAY,
+            ""
+        )))]
+    );
+    assert_eq!(pair.server.conn.ready_state(), ReadyState::Closed);
+    // Only the transport's end is awaited now: the deadline ends the wait quietly.
+    pair.advance(Duration::from_secs(60));
+    assert_eq!(pair.server.conn.take_expiry(), None);
+}
+
+#[test]
+fn close_by_gives_up_at_its_deadline_not_at_the_close_timeout() {
+    let mut pair = Pair::new(ProtoConfig::default()); // a close timeout of 5 s
+    pair.silent = Some(Role::Client);
+    let deadline = pair.now + Duration::from_secs(8);
+    pair.server.conn.close_by(None, deadline).unwrap();
+    pair.advance(Duration::from_secs(7));
+    assert_eq!(pair.server.conn.expired(), None, "the shutdown gave 8 s");
+    pair.advance(Duration::from_secs(2));
+    assert_eq!(pair.server.conn.take_expiry(), Some(Expired::Close));
+}
+
+#[test]
+fn close_by_shortens_a_closing_handshake_under_way_and_never_lengthens_it() {
+    for (shutdown_in, expires_after) in [(2, 2), (60, 5)] {
+        let mut pair = Pair::new(ProtoConfig::default());
+        pair.silent = Some(Role::Client);
+        pair.server.conn.close(None).unwrap();
+        pair.tick(); // the close timeout's deadline: 5 s from now
+        let start = pair.now;
+        let deadline = start + Duration::from_secs(shutdown_in);
+        pair.server.conn.close_by(None, deadline).unwrap();
+        assert_eq!(
+            pair.server.conn.poll_timeout(),
+            Some(start + Duration::from_secs(expires_after))
+        );
+    }
+}
+
+#[test]
+fn close_by_refuses_a_bad_frame_and_leaves_a_closed_connection_alone() {
+    let mut pair = Pair::new(ProtoConfig::default());
+    let deadline = pair.now + Duration::from_secs(1);
+    let bad = CloseFrame::new(CloseCode(1005), "");
+    assert!(pair.server.conn.close_by(Some(bad), deadline).is_err());
+    assert!(!pair.server.conn.sent_close() && pair.server.conn.poll_timeout().is_none());
+    pair.silent = Some(Role::Client);
+    pair.server.conn.close(None).unwrap();
+    pair.advance(Duration::from_secs(6));
+    assert_eq!(pair.server.conn.take_expiry(), Some(Expired::Close));
+    pair.server.conn.close_by(None, pair.now).unwrap();
+    assert_eq!(pair.server.conn.poll_timeout(), None);
+}
+
+#[test]
 fn a_message_recv_began_goes_whole_to_the_stream_api_and_a_dropped_reader_discards_the_rest() {
     let mut pair = Pair::new(ProtoConfig::default());
     let server = &mut pair.server.conn;

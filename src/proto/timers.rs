@@ -82,6 +82,9 @@ pub(crate) struct Timers {
     /// The closing handshake began; its deadline is set at the next `now`.
     closing: bool,
     close_deadline: Option<Instant>,
+    /// The latest the closing handshake may end, whatever the close timeout says (a server's
+    /// shutdown gives every connection the same instant).
+    close_limit: Option<Instant>,
 }
 
 impl Timers {
@@ -91,6 +94,7 @@ impl Timers {
             watch: None,
             closing: false,
             close_deadline: None,
+            close_limit: None,
         }
     }
 
@@ -118,6 +122,23 @@ impl Timers {
         self.closing = true;
     }
 
+    /// The closing handshake must end by `deadline`. When it begins with this call, `deadline`
+    /// is its deadline (the caller chose how long it may take, in place of the close timeout);
+    /// when it began before, the earlier of the two deadlines holds.
+    pub(crate) fn close_by(&mut self, deadline: Instant) {
+        let limit = self
+            .close_limit
+            .map_or(deadline, |limit| limit.min(deadline));
+        self.close_limit = Some(limit);
+        self.close_deadline = match (self.closing, self.close_deadline) {
+            (false, _) => Some(limit),
+            (true, Some(set)) => Some(set.min(limit)),
+            // Set at the next `now`, from the close timeout and the limit.
+            (true, None) => None,
+        };
+        self.closing = true;
+    }
+
     /// The earliest deadline, once set.
     #[inline]
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
@@ -131,7 +152,8 @@ impl Timers {
     /// Sets pending deadlines from `now` and checks them against `activity`.
     pub(crate) fn check(&mut self, now: Instant, activity: Activity) -> Option<Due> {
         if self.closing && self.close_deadline.is_none() {
-            self.close_deadline = Some(now + self.periods.close_timeout);
+            let deadline = now + self.periods.close_timeout;
+            self.close_deadline = Some(self.close_limit.map_or(deadline, |l| l.min(deadline)));
         }
         if self.close_deadline.is_some_and(|deadline| now >= deadline) {
             return Some(Due::Expired(Expired::Close));

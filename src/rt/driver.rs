@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
+use super::shutdown::{Ending, Registration, Shutdown};
 use super::wakers::{Registered, Side, TaskWakers};
 use crate::config::Config;
 use crate::error::Error;
@@ -87,6 +88,8 @@ pub(crate) struct Driver<S> {
     span: ConnSpan,
     /// Pings sent with [`WebSocket::ping`](crate::WebSocket::ping), oldest first.
     pings: VecDeque<PendingPing>,
+    /// The server's shutdown this connection is registered with, if any (`rt/shutdown.rs`).
+    shutdown: Option<Box<Registration>>,
 }
 
 #[derive(Debug)]
@@ -145,6 +148,46 @@ impl<S> Driver<S> {
             span: trace::conn_span(role, &negotiated),
             negotiated,
             pings: VecDeque::new(),
+            shutdown: None,
+        }
+    }
+
+    /// Registers the connection with `shutdown`, when there is one: from then on a shutdown
+    /// reaches it (see [`heed_shutdown`](Self::heed_shutdown)), and its end is counted.
+    pub(crate) fn join(&mut self, shutdown: Option<&Shutdown>) {
+        if let Some(shutdown) = shutdown {
+            self.shutdown = Some(Box::new(shutdown.register(self.wakers.clone())));
+        }
+    }
+
+    /// On every poll: once the shutdown the connection is registered with has begun, starts
+    /// the closing handshake it asks for, with its deadline in the core. The poll that runs
+    /// next writes the close, and the core's timer cuts the peer off at the deadline.
+    #[inline(always)]
+    fn heed_shutdown(&mut self) {
+        if let Some(order) = self.shutdown.as_mut().and_then(|r| r.take_order()) {
+            // A 1001 with a reason cut to size: a frame `close_by` accepts.
+            let _ = self.conn.close_by(Some(order.frame), order.deadline);
+            conn_event!(&self.span, DEBUG, "closing: the server shuts down");
+        }
+    }
+
+    /// How the connection ended, for the shutdown's report.
+    fn ending(&self) -> Ending {
+        let conn = &self.conn;
+        if conn.failure().is_none() && conn.sent_close() && conn.received_close() {
+            Ending::Closed
+        } else if conn.expired() == Some(Expired::Close) {
+            Ending::Cut
+        } else {
+            Ending::Ended
+        }
+    }
+
+    /// Takes the connection out of its shutdown's set, saying how it ended.
+    fn leave_shutdown(&mut self) {
+        if let Some(registration) = self.shutdown.take() {
+            registration.end(self.ending());
         }
     }
 
@@ -212,6 +255,7 @@ impl<S> Driver<S> {
         }
         self.finished = true;
         self.pings.clear();
+        self.leave_shutdown();
     }
 
     /// Whether the stream of events has ended.
@@ -232,7 +276,10 @@ impl<S> Driver<S> {
         side: Side,
         f: impl FnOnce(&mut Self, &mut Context<'_>) -> R,
     ) -> R {
-        if !self.split && self.registered.same_task(side, cx.waker()) {
+        // The task is registered first, then the shutdown is looked at: a shutdown that begins
+        // in between wakes the task registered.
+        if !self.split && self.registered.same_task(side, cx.waker(), &self.wakers) {
+            self.heed_shutdown();
             return f(self, cx);
         }
         if !self.split {
@@ -240,6 +287,7 @@ impl<S> Driver<S> {
             self.wakers.adopt(&self.registered);
         }
         self.wakers.register(side, cx.waker());
+        self.heed_shutdown();
         let waker = self.io_waker.clone();
         f(self, &mut Context::from_waker(&waker))
     }
@@ -420,6 +468,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     #[inline(never)]
     fn poll_gave_up(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.poll_timers(cx);
+        if self.conn.expired() == Some(Expired::Close) {
+            // The closing handshake is over by its deadline: nothing more will be written.
+            self.cut_transport(cx);
+        }
         if self.conn.expired().is_some() || self.conn.failure().is_some() {
             Poll::Ready(Err(self.send_error()))
         } else {
@@ -519,7 +571,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     #[inline(never)]
     fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if !self.conn.can_send() {
-            return Poll::Ready(Err(self.send_error()));
+            return self.poll_refused(cx);
         }
         if self.conn.buffered_amount() >= self.config.get_write_buffer_size() {
             // Waiting for room: meanwhile the peer is read (it may be waiting for our pongs,
@@ -541,6 +593,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             }
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// A send refused because the connection is closing: what is queued (our close frame
+    /// among it, a shutdown's 1001) is written first, so that a sender that gives up at the
+    /// error, dropping the connection, does not drop the close with it. A peer that reads
+    /// nothing holds this until the closing handshake's deadline.
+    #[inline(never)]
+    fn poll_refused(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.conn.wants_write() && !self.write_failed && self.poll_flush_all(cx).is_pending() {
+            self.read_ahead_unless_received(cx);
+            return self.poll_gave_up(cx);
+        }
+        Poll::Ready(Err(self.send_error()))
     }
 
     /// A sender's turn for the receiving side once its bytes are queued: see
@@ -793,6 +858,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// then closes the transport, so the peer sees the end without waiting for the
     /// `WebSocket` to be dropped.
     fn give_up(&mut self, cx: &mut Context<'_>) {
+        self.cut_transport(cx);
+        self.finish();
+    }
+
+    /// Writes what it can of what is queued at once, then shuts the transport down: nothing
+    /// more is written.
+    fn cut_transport(&mut self, cx: &mut Context<'_>) {
         if !self.write_failed {
             // Best effort: a transport that cannot take the close or shut down now is closed
             // when dropped.
@@ -800,7 +872,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             let _ = Pin::new(&mut self.io).poll_shutdown(cx);
             self.write_failed = true;
         }
-        self.finish();
     }
 
     /// After the last frame: flush, then close the transport. A server (or anyone failing the
@@ -900,6 +971,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         {
             self.read_buf = BytesMut::new();
         }
+    }
+}
+
+impl<S> Drop for Driver<S> {
+    fn drop(&mut self) {
+        self.leave_shutdown();
     }
 }
 

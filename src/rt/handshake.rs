@@ -3,13 +3,12 @@
 //! Bytes read past the HTTP head are handed to the WebSocket: a client's first frame may arrive
 //! in the same packet as the request, a server's in the same packet as the 101.
 
-use std::time::Duration;
-
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
 
+use super::shutdown::Shutdown;
 use super::socket::WebSocket;
 use crate::config::Config;
 use crate::error::{Error, HandshakeError, Result, Timeout};
@@ -33,13 +32,9 @@ async fn read_more<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut, what: &
     Ok(())
 }
 
-/// The instant `timeout` from now; `Duration::MAX` (or anything past the clock's range) gives a
-/// deadline decades away.
-pub(crate) fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(60 * 60 * 24 * 365 * 30))
-}
+// Where the clients and the server find it; it lives in `rt` so that the shutdown, which this
+// file registers connections with, can use it too.
+pub(crate) use super::deadline_after;
 
 /// The error of an opening handshake that did not finish by its deadline.
 pub(crate) fn handshake_timeout() -> Error {
@@ -212,12 +207,14 @@ where
     Ok(())
 }
 
-/// Answers a read request with the 101 `accept` makes, before `deadline`.
+/// Answers a read request with the 101 `accept` makes, before `deadline`; the connection
+/// joins `shutdown`'s set, when there is one.
 pub(crate) async fn server_accept<S>(
     read: ReadRequest<S>,
     accept: Accept,
     config: Config,
     deadline: Instant,
+    shutdown: Option<&Shutdown>,
 ) -> Result<(WebSocket<S>, Request<()>)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -249,7 +246,7 @@ where
         .await
         .map_err(|_elapsed| handshake_timeout())??;
     buf.advance(head_len);
-    let ws = server_socket(io, config, buf, negotiated, &request)?;
+    let ws = server_socket(io, config, buf, negotiated, &request, shutdown)?;
     Ok((ws, request))
 }
 
@@ -273,7 +270,8 @@ pub(crate) fn accept_answer(
 
 /// A server's connection over `io`, once the opening handshake that `request` started has
 /// been answered: `leftover` holds what the client sent past its request (a pipelined first
-/// frame), `negotiated` what the answer agreed on.
+/// frame), `negotiated` what the answer agreed on. It joins the acceptor's `shutdown`, when
+/// there is one.
 ///
 /// The one place a server connection is built, whichever way the upgrade came (a raw
 /// transport through `Acceptor`, hyper's or axum's upgrade): what every server connection
@@ -284,8 +282,10 @@ pub(crate) fn server_socket<S>(
     leftover: BytesMut,
     negotiated: Negotiated,
     request: &Request<()>,
+    shutdown: Option<&Shutdown>,
 ) -> Result<WebSocket<S>> {
-    let ws = WebSocket::from_negotiated(io, Role::Server, config, leftover, negotiated)?;
+    let mut ws = WebSocket::from_negotiated(io, Role::Server, config, leftover, negotiated)?;
+    ws.driver.join(shutdown);
     conn_event!(ws.span(), DEBUG, path = %request.uri(), "opening handshake done");
     // Only the event above reads the request.
     #[cfg(not(feature = "tracing"))]

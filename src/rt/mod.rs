@@ -10,6 +10,7 @@ pub(crate) mod h2_stream;
 pub(crate) mod handshake;
 pub(crate) mod info;
 pub(crate) mod reader;
+pub(crate) mod shutdown;
 pub(crate) mod socket;
 pub(crate) mod split;
 pub(crate) mod stream;
@@ -17,3 +18,15 @@ pub(crate) mod stream;
 pub(crate) mod upgraded;
 pub(crate) mod wakers;
 pub(crate) mod writer;
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The instant `timeout` from now; `Duration::MAX` (or anything past the clock's range) gives a
+/// deadline decades away.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(60 * 60 * 24 * 365 * 30))
+}

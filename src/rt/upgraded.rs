@@ -13,6 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::handshake::server_socket;
+use super::shutdown::Shutdown;
 use super::socket::WebSocket;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -80,6 +81,8 @@ struct Agreed {
     config: Config,
     negotiated: Negotiated,
     request: Request<()>,
+    /// The acceptor's shutdown, which the connection joins.
+    shutdown: Option<Shutdown>,
 }
 
 /// The [`WebSocket`] of an accepted upgrade, once hyper hands the connection over: after the
@@ -103,12 +106,13 @@ pub struct UpgradeFuture {
 
 impl UpgradeFuture {
     /// Waits for `on_upgrade`, then builds the server's connection on it with what the
-    /// handshake of `request` agreed on.
+    /// handshake of `request` agreed on; the connection joins `shutdown`, when there is one.
     pub(crate) fn new(
         on_upgrade: OnUpgrade,
         config: Config,
         negotiated: Negotiated,
         request: Request<()>,
+        shutdown: Option<Shutdown>,
     ) -> Self {
         UpgradeFuture {
             on_upgrade,
@@ -116,6 +120,7 @@ impl UpgradeFuture {
                 config,
                 negotiated,
                 request,
+                shutdown,
             }),
         }
     }
@@ -145,6 +150,7 @@ impl Future for UpgradeFuture {
             BytesMut::new(),
             agreed.negotiated,
             &agreed.request,
+            agreed.shutdown.as_ref(),
         ))
     }
 }

@@ -37,6 +37,11 @@ pub(crate) struct TaskWakers {
     /// The waker was woken since [`clear_signal`](Self::clear_signal): the transport (or the
     /// timer) has something new.
     signalled: AtomicBool,
+    /// The task that polls the connection while it is not split. It polls the transport with
+    /// its own waker, so only this slot lets news from outside the connection (a server's
+    /// shutdown, see `rt/shutdown.rs`) reach it. Registered when a new task is seen, not on
+    /// every poll.
+    owner: AtomicWaker,
 }
 
 /// The tasks seen on each side before the connection is split: to tell whether a second task
@@ -92,22 +97,30 @@ fn wakes_same(a: &Waker, b: &Waker) -> bool {
 
 impl Registered {
     /// Whether `waker` is the task that polled the other side (or no other task has polled):
-    /// remembers it for `side` either way.
+    /// remembers it for `side` either way, and a task not seen before as the owner in
+    /// `wakers`.
     #[inline(always)]
-    pub(crate) fn same_task(&mut self, side: Side, waker: &Waker) -> bool {
+    pub(crate) fn same_task(&mut self, side: Side, waker: &Waker, wakers: &TaskWakers) -> bool {
         let seen = Some(id(waker));
         if self.last_polled == [seen, seen] {
             return true; // the common case: one task, polling again
         }
-        self.same_task_slow(side, waker, seen)
+        self.same_task_slow(side, waker, seen, wakers)
     }
 
     #[inline(never)]
-    fn same_task_slow(&mut self, side: Side, waker: &Waker, seen: Option<WakerId>) -> bool {
+    fn same_task_slow(
+        &mut self,
+        side: Side,
+        waker: &Waker,
+        seen: Option<WakerId>,
+        wakers: &TaskWakers,
+    ) -> bool {
         self.last_polled[side.index()] = seen;
         let mine = &mut self.tasks[side.index()];
         if !mine.as_ref().is_some_and(|w| wakes_same(w, waker)) {
             *mine = Some(waker.clone());
+            wakers.owner.register(waker);
         }
         self.tasks[side.other().index()]
             .as_ref()
@@ -160,6 +173,14 @@ impl TaskWakers {
     /// transport event will announce (data read ahead, replies written).
     pub(crate) fn wake(&self, side: Side) {
         self.slot(side).wake();
+    }
+
+    /// Wakes every task the connection knows of, for news from outside it that no transport
+    /// event will announce (a server's shutdown): its owner, and each side's task once split.
+    pub(crate) fn wake_all(&self) {
+        self.owner.wake();
+        self.read.wake();
+        self.write.wake();
     }
 }
 
