@@ -475,8 +475,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// One write of what is queued (as much as one vectored write takes).
     fn poll_write_once(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let transmit = self.conn.transmit();
-        transmit.prepare();
-        let polled = if self.io.is_write_vectored() {
+        let polled = if let Some(staged) = transmit.staged_only() {
+            // Small frames only: one plain write, without setting up (and zeroing) an array of
+            // slices, which costs more than the rest of a small send's bookkeeping.
+            Pin::new(&mut self.io).poll_write(cx, staged)
+        } else if self.io.is_write_vectored() {
+            transmit.prepare();
             let mut slices = [IoSlice::new(&[]); MAX_IO_SLICES];
             match transmit.io_slices(&mut slices) {
                 // One slice (the common small message): a plain write is the cheaper syscall.
@@ -484,6 +488,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 n => Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]),
             }
         } else {
+            transmit.prepare();
             Pin::new(&mut self.io).poll_write(cx, transmit.first_chunk())
         };
         let Poll::Ready(written) = polled else {
