@@ -911,7 +911,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         let mut buf = ReadBuf::uninit(&mut probe);
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
         let n = buf.filled().len();
-        self.read_buf.extend_from_slice(buf.filled());
+        if self.read_buf.capacity() == 0 {
+            // A buffer made to measure costs less than growing an empty one (`reserve`).
+            self.read_buf = BytesMut::from(buf.filled());
+        } else {
+            self.read_buf.extend_from_slice(buf.filled());
+        }
         self.conn.record_wire(n, 0);
         self.small_reads = n < PROBE_READ;
         Poll::Ready(Ok(n))
