@@ -487,6 +487,38 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_filling_an_exact_buffer_takes_it_whole() {
+        // Two frames in a buffer of exactly their size (a stack read copied out): the first is
+        // split off, the last takes what is left of the buffer; payloads and unmasking are
+        // the same either way, and the buffer ends empty with no room held.
+        let key = Some([1, 2, 3, 4]);
+        let mut wire = frame(true, OpCode::Binary, key, b"first");
+        wire.extend(frame(true, OpCode::Binary, key, b"second one"));
+        let mut buf = BytesMut::from(&wire[..]);
+        assert_eq!(buf.len(), buf.capacity());
+        let mut dec = FrameDecoder::new(Role::Server);
+        let mut payloads = Vec::new();
+        while let Some(d) = dec
+            .decode(&mut buf, Delivery::WholeFrames, TEST_LIMITS)
+            .unwrap()
+        {
+            let Decoded::Data { data, .. } = d else {
+                panic!("data frames only")
+            };
+            payloads.push(data);
+        }
+        assert_eq!(payloads, [&b"first"[..], &b"second one"[..]]);
+        assert_eq!((buf.len(), buf.capacity()), (0, 0));
+        // A frame in a buffer with room to spare leaves the room behind.
+        let mut buf = BytesMut::with_capacity(64);
+        buf.extend_from_slice(&frame(true, OpCode::Binary, key, b"x"));
+        let mut dec = FrameDecoder::new(Role::Server);
+        let got = dec.decode(&mut buf, Delivery::WholeFrames, TEST_LIMITS);
+        assert!(matches!(got, Ok(Some(Decoded::Data { data, .. })) if data == b"x"[..]));
+        assert!(buf.is_empty() && buf.capacity() > 0);
+    }
+
+    #[test]
     fn byte_by_byte_whole_frames() {
         let key = Some([9, 8, 7, 6]);
         let mut wire = frame(false, OpCode::Text, key, "héllo ".as_bytes());
