@@ -3,7 +3,8 @@
 //! The decoder works on the connection's read buffer. Bytes of a payload are unmasked and (for
 //! text) validated as soon as they arrive, and remembered as processed, so a frame that trickles in
 //! over many reads is checked once per byte and a bad byte fails the connection at once. A frame is
-//! handed out as `split_to(len).freeze()` of the read buffer: no copy.
+//! handed out as `split_to(len).freeze()` of the read buffer (or the buffer itself, when the
+//! frame is all of it): no copy.
 //!
 //! Two ways to take payloads: whole frames (the message API), or chunks of whatever has arrived
 //! (the stream API), which never needs more buffer than one read.
@@ -15,6 +16,22 @@ use super::header::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use super::mask::apply_mask;
 use super::utf8::{Utf8Proof, Utf8Validator};
 use super::Role;
+
+/// Up to this size, a frame that is all of a full read buffer takes the buffer itself.
+const TAKE_WHOLE_MAX: usize = 4 * 1024;
+
+/// The first `n` bytes of `buf`, frozen, without a copy. When they are all the buffer holds and
+/// fill its allocation (a small read of exactly what arrived), the buffer itself is handed over:
+/// `split_to` would allocate a shared header to split one allocation between two owners, and
+/// the empty buffer it leaves would hold no room anyway. Not for large buffers: the empty one
+/// `split_to` leaves remembers their size, so the next one is made as large at once.
+fn take_front(buf: &mut BytesMut, n: usize) -> Bytes {
+    if n <= TAKE_WHOLE_MAX && n == buf.len() && n == buf.capacity() {
+        std::mem::take(buf).freeze()
+    } else {
+        buf.split_to(n).freeze()
+    }
+}
 
 /// The type of a data message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,14 +320,14 @@ impl FrameDecoder {
                 if !frame_done {
                     return Ok(None);
                 }
-                let payload = buf.split_to(available).freeze();
+                let payload = take_front(buf, available);
                 self.payload = None;
                 return Ok(Some(Decoded::Control { opcode, payload }));
             }
             if !frame_done && (delivery == Delivery::WholeFrames || available == 0) {
                 return Ok(None);
             }
-            let data = buf.split_to(available).freeze();
+            let data = take_front(buf, available);
             let start = state.starts_message;
             state.starts_message = false;
             state.remaining -= available as u64;
@@ -467,6 +484,38 @@ mod tests {
             }
         }
         Ok(out)
+    }
+
+    #[test]
+    fn a_frame_filling_an_exact_buffer_takes_it_whole() {
+        // Two frames in a buffer of exactly their size (a stack read copied out): the first is
+        // split off, the last takes what is left of the buffer; payloads and unmasking are
+        // the same either way, and the buffer ends empty with no room held.
+        let key = Some([1, 2, 3, 4]);
+        let mut wire = frame(true, OpCode::Binary, key, b"first");
+        wire.extend(frame(true, OpCode::Binary, key, b"second one"));
+        let mut buf = BytesMut::from(&wire[..]);
+        assert_eq!(buf.len(), buf.capacity());
+        let mut dec = FrameDecoder::new(Role::Server);
+        let mut payloads = Vec::new();
+        while let Some(d) = dec
+            .decode(&mut buf, Delivery::WholeFrames, TEST_LIMITS)
+            .unwrap()
+        {
+            let Decoded::Data { data, .. } = d else {
+                panic!("data frames only")
+            };
+            payloads.push(data);
+        }
+        assert_eq!(payloads, [&b"first"[..], &b"second one"[..]]);
+        assert_eq!((buf.len(), buf.capacity()), (0, 0));
+        // A frame in a buffer with room to spare leaves the room behind.
+        let mut buf = BytesMut::with_capacity(64);
+        buf.extend_from_slice(&frame(true, OpCode::Binary, key, b"x"));
+        let mut dec = FrameDecoder::new(Role::Server);
+        let got = dec.decode(&mut buf, Delivery::WholeFrames, TEST_LIMITS);
+        assert!(matches!(got, Ok(Some(Decoded::Data { data, .. })) if data == b"x"[..]));
+        assert!(buf.is_empty() && buf.capacity() > 0);
     }
 
     #[test]

@@ -209,6 +209,12 @@ impl Transmit {
         n
     }
 
+    /// Everything queued, when it is one run of staged bytes (the common case of small frames):
+    /// then a plain write of it needs neither [`prepare`](Self::prepare) nor an array of slices.
+    pub fn staged_only(&self) -> Option<&[u8]> {
+        self.segments.is_empty().then_some(&self.staging[..])
+    }
+
     /// The first contiguous run of ready bytes (for writers without vectored I/O).
     pub fn first_chunk(&self) -> &[u8] {
         match self.segments.front() {

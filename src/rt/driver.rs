@@ -37,6 +37,10 @@ use crate::trace::{self, conn_event, ConnSpan};
 /// reads while a trickle of small messages keeps small buffers.
 const STREAM_READ_MAX: usize = 1024 * 1024;
 
+/// The most a read into the stack takes (see `Driver::poll_probe`): a burst of small messages
+/// at once, little enough that a large frame's first read copies little.
+const PROBE_READ: usize = 4 * 1024;
+
 /// How often a sender that is the only one polling reads what the peer sent, at most (it reads
 /// only when the transport has news): often enough that pings are answered and a close is seen
 /// at once on a human scale, rarely enough that a burst of sends is not cut into small reads.
@@ -78,6 +82,9 @@ pub(crate) struct Driver<S> {
     /// `io_waker`: until that waker is woken the transport has nothing new, and a sender's read
     /// ahead can skip polling it. A receiver's poll disarms it (it polls with its own waker).
     probe_armed: bool,
+    /// The last read of the transport took less than [`PROBE_READ`]: small messages, for which
+    /// a read with no buffer held goes through the stack (see `poll_fill`).
+    small_reads: bool,
     /// When a sender last polled the transport (see [`SENDER_READ_INTERVAL`]).
     last_probe: Option<std::time::Instant>,
     /// The closing sequence finished and the end was reported.
@@ -144,6 +151,7 @@ impl<S> Driver<S> {
             receiver_active: false,
             probe_armed: false,
             last_probe: None,
+            small_reads: true,
             finished: false,
             span: trace::conn_span(role, &negotiated),
             negotiated,
@@ -527,8 +535,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// One write of what is queued (as much as one vectored write takes).
     fn poll_write_once(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let transmit = self.conn.transmit();
-        transmit.prepare();
-        let polled = if self.io.is_write_vectored() {
+        let polled = if let Some(staged) = transmit.staged_only() {
+            // Small frames only: one plain write, without setting up (and zeroing) an array of
+            // slices, which costs more than the rest of a small send's bookkeeping.
+            Pin::new(&mut self.io).poll_write(cx, staged)
+        } else if self.io.is_write_vectored() {
+            transmit.prepare();
             let mut slices = [IoSlice::new(&[]); MAX_IO_SLICES];
             match transmit.io_slices(&mut slices) {
                 // One slice (the common small message): a plain write is the cheaper syscall.
@@ -536,6 +548,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 n => Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]),
             }
         } else {
+            transmit.prepare();
             Pin::new(&mut self.io).poll_write(cx, transmit.first_chunk())
         };
         let Poll::Ready(written) = polled else {
@@ -915,6 +928,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         let min = self.config.get_read_buffer_size();
         let buffered = self.read_buf.len();
         let streaming = consumer == Some(Consumer::Stream);
+        if self.small_reads && !streaming && buffered == 0 && self.read_buf.capacity() == 0 {
+            // Nothing held, and small messages coming: read into the stack first. A read that
+            // finds nothing then costs no buffer, and what arrives is copied into one of exactly
+            // its size, which a frame filling it takes whole (see the decoder's `take_front`):
+            // one allocation per small message received, the message's own. (Large reads go
+            // straight to the heap: for them the copy and the extra read would cost more.)
+            return self.poll_probe(cx);
+        }
         let mut extra = if streaming {
             self.stream_read
         } else {
@@ -940,6 +961,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         }
         if let Poll::Ready(Ok(n)) = result {
             self.conn.record_wire(n, 0);
+            self.small_reads = n < PROBE_READ;
             if streaming {
                 if n >= self.stream_read {
                     self.stream_read = (self.stream_read * 2).min(STREAM_READ_MAX.max(min));
@@ -951,16 +973,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         result
     }
 
-    /// A sender's read ahead when the read buffer has no room: a small read into the stack
-    /// first, as most sends find nothing to read, and a buffer made and dropped on every send
-    /// would cost an allocation each.
+    /// A read into the stack, its bytes then appended to the read buffer: for a sender's read
+    /// ahead when the read buffer has no room, as most sends find nothing to read, and for a
+    /// receiver that holds no buffer. A buffer made and dropped on every read that finds
+    /// nothing would cost an allocation each.
     fn poll_probe(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); PROBE_READ];
         let mut buf = ReadBuf::uninit(&mut probe);
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
         let n = buf.filled().len();
-        self.read_buf.extend_from_slice(buf.filled());
+        if self.read_buf.capacity() == 0 {
+            // A buffer made to measure costs less than growing an empty one (`reserve`).
+            self.read_buf = BytesMut::from(buf.filled());
+        } else {
+            self.read_buf.extend_from_slice(buf.filled());
+        }
         self.conn.record_wire(n, 0);
+        self.small_reads = n < PROBE_READ;
         Poll::Ready(Ok(n))
     }
 
