@@ -62,7 +62,7 @@ use tokio::time::timeout_at;
 use crate::config::Config;
 use crate::error::{Error, HandshakeError, Result, Timeout};
 use crate::rt::handshake::{self, deadline_after};
-use crate::rt::shutdown::Shutdown as Registry;
+use crate::rt::shutdown::{self, Shutdown as Registry};
 #[cfg(feature = "tls")]
 use crate::tls::TlsAcceptor;
 use crate::WebSocket;
@@ -398,8 +398,8 @@ impl Acceptor {
     /// [`shutdown`](Self::shutdown) under way, or the `403` of
     /// [`allowed_origins`](Self::allowed_origins); `None` lets it through.
     pub(crate) fn refusal(&self, request: &Request<()>) -> Option<Reject> {
-        if self.shutdown.as_ref().is_some_and(Registry::is_closing) {
-            return Some(shutdown_refusal());
+        if let Some(reject) = shutdown::refusal(self.shutdown.as_ref()) {
+            return Some(reject);
         }
         let allowed = self.allowed_origins.as_deref()?;
         (!origin_allowed(allowed, request))
@@ -442,12 +442,6 @@ where
         .await
         .map_err(|_elapsed| Error::Timeout(Timeout::Handshake))?
         .map_err(Error::from)
-}
-
-/// The refusal of an upgrade once the shutdown has begun: 503, which tells a client to come
-/// back later (to another instance, behind a load balancer).
-fn shutdown_refusal() -> Reject {
-    Reject::new(StatusCode::SERVICE_UNAVAILABLE).body("the server is shutting down")
 }
 
 /// An upgrade request that was read and passed every check, waiting for the application's
@@ -505,9 +499,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PendingUpgrade<S> {
     /// # Cancel safety
     /// Dropping the future closes the connection, answered or not.
     pub async fn accept(self, accept: Accept) -> Result<(WebSocket<S>, Request<()>)> {
-        if self.shutting_down() {
-            return Err(self.refuse_for_shutdown().await);
-        }
         let shutdown = self.shutdown.as_ref();
         handshake::server_accept(self.read, accept, self.config, self.deadline, shutdown).await
     }
@@ -526,25 +517,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PendingUpgrade<S> {
         handshake::server_reject(self.read, &reject, self.deadline).await
     }
 
-    /// Whether the acceptor's shutdown has begun: no new connection is accepted.
-    fn shutting_down(&self) -> bool {
-        self.shutdown.as_ref().is_some_and(Registry::is_closing)
-    }
-
-    /// Refuses the upgrade because the server shuts down.
-    async fn refuse_for_shutdown(self) -> Error {
-        self.refuse(&shutdown_refusal()).await
-    }
-
     /// Writes the refusal and returns the error it stands for (or the timeout's).
-    async fn refuse(self, reject: &Reject) -> Error {
-        match handshake::server_reject(self.read, reject, self.deadline).await {
-            Ok(()) => HandshakeError::Rejected {
-                status: reject.status(),
+    ///
+    /// Boxed: a refusal is rare, and its future (the answer being written) is about 1.5 KB,
+    /// which every accept future would otherwise reserve, and with it every connection's task
+    /// for as long as the connection lives.
+    fn refuse<'a>(self, reject: &'a Reject) -> Pin<Box<impl Future<Output = Error> + 'a>>
+    where
+        S: 'a,
+    {
+        Box::pin(async move {
+            match handshake::server_reject(self.read, reject, self.deadline).await {
+                Ok(()) => HandshakeError::Rejected {
+                    status: reject.status(),
+                }
+                .into(),
+                Err(e) => e,
             }
-            .into(),
-            Err(e) => e,
-        }
+        })
     }
 }
 

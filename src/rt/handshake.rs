@@ -8,7 +8,7 @@ use http::{Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
 
-use super::shutdown::Shutdown;
+use super::shutdown::{self, Shutdown};
 use super::socket::WebSocket;
 use crate::config::Config;
 use crate::error::{Error, HandshakeError, Result, Timeout};
@@ -228,14 +228,23 @@ where
     if Instant::now() >= deadline {
         return Err(handshake_timeout());
     }
-    let (response, negotiated) =
-        match accept_answer(UpgradeKind::Http11, &accept, &request, &config) {
-            Ok(accepted) => accepted,
-            Err((reject, e)) => {
-                send_refusal(&mut io, &reject, deadline).await;
-                return Err(e.into());
-            }
-        };
+    // A shutdown that began while the application decided refuses here, through the same
+    // await as the 500: a second refusal path in the caller would be a second state in every
+    // accept future, which each idle connection's task keeps the room for.
+    let answer = match shutdown::refusal(shutdown) {
+        Some(reject) => {
+            let status = reject.status();
+            Err((reject, HandshakeError::Rejected { status }))
+        }
+        None => accept_answer(UpgradeKind::Http11, &accept, &request, &config),
+    };
+    let (response, negotiated) = match answer {
+        Ok(accepted) => accepted,
+        Err((reject, e)) => {
+            send_refusal(&mut io, &reject, deadline).await;
+            return Err(e.into());
+        }
+    };
     let mut out = Vec::with_capacity(256);
     write_response(&response, &[], &mut out);
     let write = async {

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 
 use super::deadline_after;
 use super::wakers::TaskWakers;
+use crate::handshake::server::Reject;
 use crate::proto::close::{CloseCode, CloseFrame, MAX_REASON_LEN};
 
 /// A server's graceful shutdown: the set of its open WebSocket connections, and the means to
@@ -193,6 +194,15 @@ impl Registry {
             self.left.notify_waiters();
         }
     }
+}
+
+/// The refusal of an upgrade once `shutdown` has begun: 503, which tells a client to come back
+/// later (to another instance, behind a load balancer); `None` without a shutdown or before it
+/// began.
+pub(crate) fn refusal(shutdown: Option<&Shutdown>) -> Option<Reject> {
+    shutdown.filter(|shutdown| shutdown.is_closing()).map(|_| {
+        Reject::new(http::StatusCode::SERVICE_UNAVAILABLE).body("the server is shutting down")
+    })
 }
 
 impl Shutdown {
