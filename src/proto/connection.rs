@@ -459,7 +459,34 @@ impl Connection {
     /// A close or failure is handed out once its reply has been written (the transmit queue
     /// is empty), so a caller that stops after it has not left the peer unanswered. A failure
     /// is handed out as `Err`, then nothing more.
+    #[inline]
     pub fn receive(
+        &mut self,
+        buf: &mut BytesMut,
+        consumer: Consumer,
+    ) -> Option<Result<Received, FailReason>> {
+        if self.has_nothing_to_receive(buf) {
+            // The common case of a receiver's poll before its read and after its wake-up: a
+            // check inline instead of a call through every step below, which would change
+            // nothing and find nothing.
+            return None;
+        }
+        self.receive_from(buf, consumer)
+    }
+
+    /// Whether [`receive`](Self::receive) would find nothing and change nothing: no bytes, no
+    /// frame in progress, nothing queued or being assembled, inflated or handed out.
+    #[inline(always)]
+    fn has_nothing_to_receive(&self, buf: &BytesMut) -> bool {
+        self.decoder.starved(buf)
+            && self.inbound.takes_whole_message_now()
+            && self.undelivered.is_none()
+            && !self.expiry_unreported
+            && !self.parked
+            && !self.inflating()
+    }
+
+    fn receive_from(
         &mut self,
         buf: &mut BytesMut,
         consumer: Consumer,

@@ -735,16 +735,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// is written, and a peer that does not read our pongs is not read from either, so its
     /// pings cannot pile up replies here. Queued data never holds receiving back: two peers
     /// both waiting to write would otherwise wait for each other forever.
+    #[inline(always)]
     fn poll_replies(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if !self.conn.wants_write() {
+            return Poll::Ready(Ok(())); // the common case, checked inline
+        }
+        self.poll_queued_replies(cx)
+    }
+
+    #[inline(never)]
+    fn poll_queued_replies(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.write_failed {
             // Nothing queued can leave any more; dropping it lets a close or failure the core
             // holds back until its reply is written be handed out.
             if self.conn.wants_write() {
                 self.conn.transmit().clear();
             }
-            return Poll::Ready(Ok(()));
-        }
-        if !self.conn.wants_write() {
             return Poll::Ready(Ok(()));
         }
         match self.poll_flush_all(cx) {
