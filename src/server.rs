@@ -52,7 +52,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use http::header::ORIGIN;
 use http::{Request, StatusCode};
@@ -80,7 +80,11 @@ pub async fn accept<S>(io: S) -> Result<WebSocket<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    Acceptor::new().accept(io).await.map(|(ws, _)| ws)
+    // One default acceptor for every call: a temporary one would be borrowed across the await,
+    // and so kept in the future (about 200 bytes), which every connection's task keeps room
+    // for as long as it lives.
+    static DEFAULT: LazyLock<Acceptor> = LazyLock::new(Acceptor::new);
+    DEFAULT.accept(io).await.map(|(ws, _)| ws)
 }
 
 /// The answer to an upgrade request: accept it, or refuse it with a status.
@@ -247,12 +251,17 @@ impl Acceptor {
     ///
     /// # Cancel safety
     /// Dropping the future drops `io` mid-handshake; nothing else is affected.
-    pub async fn accept<S>(&self, io: S) -> Result<(WebSocket<S>, Request<()>)>
+    pub fn accept<S>(
+        &self,
+        io: S,
+    ) -> impl Future<Output = Result<(WebSocket<S>, Request<()>)>> + use<'_, S>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        // Not an `async fn`, which would keep its arguments beside the future it awaits: the
+        // timeout counts from this call.
         let deadline = deadline_after(self.config.get_handshake_timeout());
-        self.accept_until(io, deadline).await
+        self.accept_until(io, deadline)
     }
 
     /// Runs the TLS handshake with `tls` over `io`, then [`accept`](Self::accept), both within
@@ -371,8 +380,17 @@ impl Acceptor {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let pending = self.read_request_until(io, deadline).await?;
-        match self.decide(pending.request(), deadline).await? {
+        // Each connection's task keeps room for its accept future as long as it lives, and a
+        // local once borrowed keeps its room in an async fn until its scope ends, even moved
+        // out. So the pending upgrade is borrowed (to decide) only in this block, and the one
+        // moved out of it, never borrowed, shares its room with the answer's future.
+        let (pending, decision) = {
+            let pending = self.read_request_until(io, deadline).await?;
+            let decision = self.decide(pending.request(), deadline);
+            (pending, decision)
+        };
+        let decision = decision.await?;
+        match decision {
             Ok(accept) => pending.accept(accept).await,
             Err(reject) => Err(pending.refuse(&reject).await),
         }
@@ -413,17 +431,26 @@ impl Acceptor {
     /// # Errors
     /// [`Error::Timeout`] of [`Timeout::Handshake`] when an asynchronous decision is not made
     /// by `deadline`.
-    pub(crate) async fn decide(
+    pub(crate) fn decide(
         &self,
         request: &Request<()>,
         deadline: tokio::time::Instant,
-    ) -> Result<Decision> {
-        match &self.decide {
+    ) -> impl Future<Output = Result<Decision>> + Send + 'static {
+        // Not an `async fn`: its future would borrow `request` (and the pending upgrade that
+        // holds it) across the await, and a borrowed local keeps its room in the caller's future
+        // beside whatever is made from it later.
+        let decision = match &self.decide {
             None => Ok(Ok(Accept::new())),
             Some(Decide::Now(decide)) => Ok(decide(request)),
-            Some(Decide::Later(decide)) => timeout_at(deadline, decide(request))
-                .await
-                .map_err(|_elapsed| Error::Timeout(Timeout::Handshake)),
+            Some(Decide::Later(decide)) => Err(decide(request)),
+        };
+        async move {
+            match decision {
+                Ok(decision) => Ok(decision),
+                Err(later) => timeout_at(deadline, later)
+                    .await
+                    .map_err(|_elapsed| Error::Timeout(Timeout::Handshake)),
+            }
         }
     }
 }
@@ -498,9 +525,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PendingUpgrade<S> {
     ///
     /// # Cancel safety
     /// Dropping the future closes the connection, answered or not.
-    pub async fn accept(self, accept: Accept) -> Result<(WebSocket<S>, Request<()>)> {
-        let shutdown = self.shutdown.as_ref();
-        handshake::server_accept(self.read, accept, self.config, self.deadline, shutdown).await
+    pub fn accept(
+        self,
+        accept: Accept,
+    ) -> impl Future<Output = Result<(WebSocket<S>, Request<()>)>> {
+        // Not an `async fn`: the future is `server_accept`'s alone, without this one's
+        // arguments kept beside it (see there).
+        handshake::server_accept(self.read, accept, self.config, self.deadline, self.shutdown)
     }
 
     /// Refuses the upgrade with the [`Reject`]'s status, headers and body, then closes the

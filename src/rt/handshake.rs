@@ -3,6 +3,8 @@
 //! Bytes read past the HTTP head are handed to the WebSocket: a client's first frame may arrive
 //! in the same packet as the request, a server's in the same packet as the 101.
 
+use std::future::Future;
+
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -209,13 +211,19 @@ where
 
 /// Answers a read request with the 101 `accept` makes, before `deadline`; the connection
 /// joins `shutdown`'s set, when there is one.
-pub(crate) async fn server_accept<S>(
+///
+/// Not an `async fn`: what can be decided at once (the answer, its bytes) is decided here, so
+/// that the future returned holds only what the write needs and what the connection is built
+/// from, once. An `async fn` keeps its arguments for its whole life beside the locals made from
+/// them, and every idle connection's task keeps room for its accept future for as long as the
+/// connection lives.
+pub(crate) fn server_accept<S>(
     read: ReadRequest<S>,
     accept: Accept,
     config: Config,
     deadline: Instant,
-    shutdown: Option<&Shutdown>,
-) -> Result<(WebSocket<S>, Request<()>)>
+    shutdown: Option<Shutdown>,
+) -> impl Future<Output = Result<(WebSocket<S>, Request<()>)>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -225,38 +233,56 @@ where
         head_len,
         request,
     } = read;
-    if Instant::now() >= deadline {
-        return Err(handshake_timeout());
-    }
+    let timed_out = Instant::now() >= deadline;
     // A shutdown that began while the application decided refuses here, through the same
-    // await as the 500: a second refusal path in the caller would be a second state in every
-    // accept future, which each idle connection's task keeps the room for.
-    let answer = match shutdown::refusal(shutdown) {
+    // await as the 500.
+    let answer = match shutdown::refusal(shutdown.as_ref()) {
+        _ if timed_out => None,
         Some(reject) => {
             let status = reject.status();
-            Err((reject, HandshakeError::Rejected { status }))
+            Some(Err((reject, HandshakeError::Rejected { status })))
         }
-        None => accept_answer(UpgradeKind::Http11, &accept, &request, &config),
+        None => Some(accept_answer(
+            UpgradeKind::Http11,
+            &accept,
+            &request,
+            &config,
+        )),
     };
-    let (response, negotiated) = match answer {
-        Ok(accepted) => accepted,
-        Err((reject, e)) => {
-            send_refusal(&mut io, &reject, deadline).await;
-            return Err(e.into());
-        }
-    };
+    drop(accept);
     let mut out = Vec::with_capacity(256);
-    write_response(&response, &[], &mut out);
-    let write = async {
-        io.write_all(&out).await?;
-        io.flush().await
+    let answer = match answer {
+        None => None,
+        Some(Ok((response, negotiated))) => {
+            write_response(&response, &[], &mut out);
+            Some(Ok(negotiated))
+        }
+        Some(Err((reject, e))) => {
+            reject.write(&mut out);
+            Some(Err(e))
+        }
     };
-    timeout_at(deadline, write)
-        .await
-        .map_err(|_elapsed| handshake_timeout())??;
-    buf.advance(head_len);
-    let ws = server_socket(io, config, buf, negotiated, &request, shutdown)?;
-    Ok((ws, request))
+    async move {
+        let negotiated = match answer {
+            None => return Err(handshake_timeout()),
+            Some(Err(e)) => {
+                write_refusal(&mut io, &out, deadline).await;
+                return Err(e.into());
+            }
+            Some(Ok(negotiated)) => negotiated,
+        };
+        let write = async {
+            io.write_all(&out).await?;
+            io.flush().await
+        };
+        timeout_at(deadline, write)
+            .await
+            .map_err(|_elapsed| handshake_timeout())??;
+        drop(out);
+        buf.advance(head_len);
+        let ws = server_socket(io, config, buf, negotiated, &request, shutdown.as_ref())?;
+        Ok((ws, request))
+    }
 }
 
 /// The answer `accept` makes to `request`, which asked for a WebSocket as `kind` says, with
@@ -327,8 +353,13 @@ async fn read_request<S: AsyncRead + Unpin>(
 async fn send_refusal<S: AsyncWrite + Unpin>(io: &mut S, reject: &Reject, deadline: Instant) {
     let mut out = Vec::with_capacity(256);
     reject.write(&mut out);
+    write_refusal(io, &out, deadline).await;
+}
+
+/// Writes a refusal's bytes and closes the transport, giving up at `deadline`.
+async fn write_refusal<S: AsyncWrite + Unpin>(io: &mut S, refusal: &[u8], deadline: Instant) {
     let send = async {
-        let _ = io.write_all(&out).await;
+        let _ = io.write_all(refusal).await;
         let _ = io.shutdown().await;
     };
     let _ = timeout_at(deadline, send).await;
