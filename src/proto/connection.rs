@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::close::{CloseCode, CloseFrame, MAX_REASON_LEN};
-use super::decoder::{DataKind, Decoded, DirectChunk, FrameDecoder, Limits, RSV_COMPRESSED};
+use super::decoder::{
+    DataKind, Decoded, DirectChunk, FrameDecoder, Limits, WholeMessage, RSV_COMPRESSED,
+};
 use super::deflate::{self, Compress, CompressError, Compressor, DeflateSettings, Inflater};
 use super::encoder::Transmit;
 use super::error::{FailReason, UsageError};
@@ -512,6 +514,12 @@ impl Connection {
                 return Some(undelivered);
             }
             self.parked = false;
+            if let Some(step) = self.decode_whole_message(buf, consumer) {
+                match step {
+                    Step::Delivered(received) => return Some(Ok(received)),
+                    _ => continue,
+                }
+            }
             match self.decode_one(buf, Some(consumer)) {
                 Step::Delivered(received) => return Some(Ok(received)),
                 Step::Continue => {}
@@ -550,6 +558,47 @@ impl Connection {
             Undelivered::Close(frame) => Some(Ok(Received::Message(Message::Close(frame)))),
             Undelivered::Failure(reason) => Some(Err(reason)),
         }
+    }
+
+    /// The common case in one step: a message that is one whole frame in `buf`, straight to
+    /// the message API that asked, when nothing comes before it. The same as
+    /// [`decode_one`](Self::decode_one) would do with it, without its general steps (the mode,
+    /// the decoder's frame in progress, the route); `None` when it does not apply.
+    #[inline]
+    fn decode_whole_message(&mut self, buf: &mut BytesMut, consumer: Consumer) -> Option<Step> {
+        if consumer != Consumer::Messages
+            || !self.inbound.takes_whole_message_now()
+            || self.is_receive_done()
+            || self.inflating()
+        {
+            return None;
+        }
+        let WholeMessage { kind, data, utf8 } = match self
+            .decoder
+            .decode_whole_message(buf, self.message_limits())?
+        {
+            Ok(message) => message,
+            Err(reason) => {
+                self.fail(reason);
+                return Some(Step::Continue);
+            }
+        };
+        self.count_data(data.len(), true);
+        Some(match whole_message(kind, data, utf8) {
+            Ok(received) => Step::Delivered(received),
+            Err(reason) => {
+                self.fail(reason);
+                Step::Continue
+            }
+        })
+    }
+
+    /// Counts `len` payload bytes of a data message received, and the message when they `end` it.
+    #[inline]
+    fn count_data(&mut self, len: usize, end: bool) {
+        self.counters.payload_bytes_received += len as u64;
+        self.data_events += 1;
+        self.counters.messages_received += u64::from(end);
     }
 
     /// Decodes one frame (or chunk) from `buf` and routes it.
@@ -594,11 +643,7 @@ impl Connection {
                 utf8,
                 compressed,
             } => {
-                self.counters.payload_bytes_received += data.len() as u64;
-                self.data_events += 1;
-                if end {
-                    self.counters.messages_received += 1;
-                }
+                self.count_data(data.len(), end);
                 if compressed {
                     if let Some(inflater) = &mut self.inflater {
                         inflater.push(kind, data, start, end);
@@ -873,10 +918,8 @@ impl Connection {
     pub(crate) fn consume_direct(&mut self, data: &mut [u8]) -> Option<DirectChunk> {
         match self.decoder.consume_direct(data) {
             Ok(chunk) => {
-                self.counters.payload_bytes_received += data.len() as u64;
-                self.data_events += 1;
+                self.count_data(data.len(), chunk.end);
                 if chunk.end {
-                    self.counters.messages_received += 1;
                     self.inbound.direct_message_ended();
                 }
                 Some(chunk)

@@ -71,6 +71,17 @@ pub enum Decoded {
     },
 }
 
+/// What [`FrameDecoder::decode_whole_message`] decoded: a message that was one frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WholeMessage {
+    /// The message's type.
+    pub kind: DataKind,
+    /// The payload, unmasked.
+    pub data: Bytes,
+    /// For text, the proof that all of it is valid UTF-8.
+    pub utf8: Option<Utf8Proof>,
+}
+
 /// What [`FrameDecoder::consume_direct`] took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DirectChunk {
@@ -358,6 +369,57 @@ impl FrameDecoder {
                 compressed,
             }));
         }
+    }
+
+    /// Decodes a data frame that is a whole message by itself (final, uncompressed, not a
+    /// continuation, within `limits`) when all of it is in `buf` and nothing is in progress:
+    /// the common case of small messages in one step, without the state that lets a frame
+    /// arrive in pieces and a message in frames. `None` for anything else, with nothing consumed
+    /// or changed: [`decode`](Self::decode) takes it from there, and fails what is wrong with it.
+    #[inline]
+    pub fn decode_whole_message(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: Limits,
+    ) -> Option<Result<WholeMessage, FailReason>> {
+        if self.payload.is_some() || self.message.is_some() {
+            return None;
+        }
+        let (header, header_len) = FrameHeader::parse(buf).ok()??;
+        let kind = match header.opcode {
+            OpCode::Text => DataKind::Text,
+            OpCode::Binary => DataKind::Binary,
+            _ => return None,
+        };
+        let len = usize::try_from(header.payload_len).ok()?;
+        let whole = header.fin
+            && header.rsv == 0
+            && header.mask.is_some() == (self.role == Role::Server)
+            && limits.frame.is_none_or(|max| len <= max)
+            && limits.message.is_none_or(|max| len <= max)
+            && buf.len() - header_len >= len;
+        if !whole {
+            return None;
+        }
+        buf.advance(header_len);
+        self.frames += 1;
+        let payload = &mut buf[..len];
+        if let Some(key) = header.mask {
+            apply_mask(payload, key, 0);
+        }
+        let utf8 = match kind {
+            DataKind::Text => {
+                let mut utf8 = Utf8Validator::new();
+                let fed = utf8.feed(payload);
+                match fed.and_then(|()| utf8.finish()) {
+                    Ok(proof) => Some(proof),
+                    Err(_) => return Some(Err(ProtocolError::InvalidUtf8.into())),
+                }
+            }
+            DataKind::Binary => None,
+        };
+        let data = take_front(buf, len);
+        Some(Ok(WholeMessage { kind, data, utf8 }))
     }
 
     /// Checks a header against the connection's state; returns whether it starts a message.
@@ -651,5 +713,136 @@ mod tests {
             }
             .into()
         );
+    }
+
+    /// What a decoder hands out, the one-step path's results written as `decode`'s.
+    fn decode_both_ways(
+        role: Role,
+        wire: &[u8],
+        piece: usize,
+        limits: Limits,
+        whole_first: bool,
+    ) -> (Vec<Decoded>, Option<FailReason>) {
+        let mut dec = FrameDecoder::new(role);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for part in wire.chunks(piece) {
+            buf.extend_from_slice(part);
+            loop {
+                if whole_first {
+                    match dec.decode_whole_message(&mut buf, limits) {
+                        Some(Ok(WholeMessage { kind, data, utf8 })) => {
+                            out.push(Decoded::Data {
+                                kind,
+                                data,
+                                start: true,
+                                end: true,
+                                utf8,
+                                compressed: false,
+                            });
+                            continue;
+                        }
+                        Some(Err(reason)) => return (out, Some(reason)),
+                        None => {}
+                    }
+                }
+                match dec.decode(&mut buf, Delivery::WholeFrames, limits) {
+                    Ok(Some(decoded)) => out.push(decoded),
+                    Ok(None) => break,
+                    Err(reason) => return (out, Some(reason)),
+                }
+            }
+        }
+        (out, None)
+    }
+
+    #[test]
+    fn whole_messages_in_one_step_decode_as_the_general_path_does() {
+        // Streams of every kind of frame, right and wrong (fragments, controls, compressed,
+        // wrongly masked, too large, bad UTF-8, lengths in 7, 16 and 64 bits), fed in pieces
+        // of every size: the one-step path must hand out what `decode` alone does, fail the
+        // same way at the same frame, and take nothing it does not decode.
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let sizes = [0, 1, 3, 125, 126, 300, 65_535, 65_536];
+        for round in 0..400 {
+            let role = if round % 2 == 0 {
+                Role::Server
+            } else {
+                Role::Client
+            };
+            let mut wire = Vec::new();
+            for _ in 0..1 + next(6) {
+                let opcode = [
+                    OpCode::Text,
+                    OpCode::Binary,
+                    OpCode::Continuation,
+                    OpCode::Ping,
+                    OpCode::Pong,
+                ][next(5) as usize];
+                let fin = next(4) != 0;
+                let len = match opcode {
+                    OpCode::Ping | OpCode::Pong => next(20) as usize,
+                    _ => sizes[next(sizes.len() as u64) as usize],
+                };
+                let mut payload: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+                if len > 0 && next(8) == 0 {
+                    payload[next(len as u64) as usize] = 0xFF;
+                }
+                let masked = (role == Role::Server) != (next(16) == 0);
+                let key = masked.then(|| (next(u64::MAX) as u32).to_be_bytes());
+                let mut framed = frame(fin, opcode, key, &payload);
+                if next(16) == 0 {
+                    framed[0] |= 0x40; // RSV1, not negotiated here
+                }
+                wire.extend(framed);
+            }
+            // Limits at the sizes sent, so that one byte more or less shows.
+            let limits = match next(4) {
+                0 => TEST_LIMITS,
+                1 => Limits {
+                    frame: Some(300),
+                    message: Some(125),
+                },
+                2 => Limits {
+                    frame: Some(125),
+                    message: Some(300),
+                },
+                _ => Limits::default(),
+            };
+            for piece in [1, 7, 130, wire.len().max(1)] {
+                let general = decode_both_ways(role, &wire, piece, limits, false);
+                let one_step = decode_both_ways(role, &wire, piece, limits, true);
+                assert_eq!(one_step, general, "round {round}, pieces of {piece}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_step_decoding_leaves_what_it_does_not_take() {
+        let key = Some([9, 8, 7, 6]);
+        let cases = [
+            frame(false, OpCode::Text, key, b"first of two"),
+            frame(true, OpCode::Ping, key, b"ping"),
+            frame(true, OpCode::Binary, key, b"whole but cut short")[..10].to_vec(),
+            frame(true, OpCode::Binary, None, b"unmasked from a client"),
+            [
+                frame(true, OpCode::Binary, key, b"x")[..1].to_vec(),
+                vec![0x81],
+            ]
+            .concat(),
+        ];
+        for wire in cases {
+            let mut dec = FrameDecoder::new(Role::Server);
+            let mut buf = BytesMut::from(&wire[..]);
+            assert_eq!(dec.decode_whole_message(&mut buf, TEST_LIMITS), None);
+            assert_eq!(&buf[..], &wire[..]);
+            assert_eq!(dec.frames_decoded(), 0);
+        }
     }
 }
