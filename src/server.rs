@@ -106,6 +106,12 @@ enum Decide {
     Later(Arc<DecideLater>),
 }
 
+/// What a callback made of a request: its decision, or the future of it.
+enum Decided {
+    Now(Decision),
+    Later(DecisionFuture),
+}
+
 /// Accepts connections with a [`Config`], an optional origin allow-list and an optional request
 /// callback. Cheap to clone.
 #[derive(Clone, Default)]
@@ -389,6 +395,7 @@ impl Acceptor {
             let decision = self.decide(pending.request(), deadline);
             (pending, decision)
         };
+        // Not `match decision.await? {`: the scrutinee would live through both arms' awaits.
         let decision = decision.await?;
         match decision {
             Ok(accept) => pending.accept(accept).await,
@@ -439,15 +446,15 @@ impl Acceptor {
         // Not an `async fn`: its future would borrow `request` (and the pending upgrade that
         // holds it) across the await, and a borrowed local keeps its room in the caller's future
         // beside whatever is made from it later.
-        let decision = match &self.decide {
-            None => Ok(Ok(Accept::new())),
-            Some(Decide::Now(decide)) => Ok(decide(request)),
-            Some(Decide::Later(decide)) => Err(decide(request)),
+        let decided = match &self.decide {
+            None => Decided::Now(Ok(Accept::new())),
+            Some(Decide::Now(decide)) => Decided::Now(decide(request)),
+            Some(Decide::Later(decide)) => Decided::Later(decide(request)),
         };
         async move {
-            match decision {
-                Ok(decision) => Ok(decision),
-                Err(later) => timeout_at(deadline, later)
+            match decided {
+                Decided::Now(decision) => Ok(decision),
+                Decided::Later(later) => timeout_at(deadline, later)
                     .await
                     .map_err(|_elapsed| Error::Timeout(Timeout::Handshake)),
             }

@@ -514,6 +514,9 @@ impl Connection {
                 return Some(undelivered);
             }
             self.parked = false;
+            // Here rather than inside `decode_one` (which repeats two of its checks): there it
+            // measured 145 instructions more per 64 B echo, its result passed through one more
+            // `Step`.
             if let Some(step) = self.decode_whole_message(buf, consumer) {
                 match step {
                     Step::Delivered(received) => return Some(Ok(received)),

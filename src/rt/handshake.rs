@@ -233,43 +233,38 @@ where
         head_len,
         request,
     } = read;
-    let timed_out = Instant::now() >= deadline;
     // A shutdown that began while the application decided refuses here, through the same
     // await as the 500.
-    let answer = match shutdown::refusal(shutdown.as_ref()) {
-        _ if timed_out => None,
-        Some(reject) => {
-            let status = reject.status();
-            Some(Err((reject, HandshakeError::Rejected { status })))
-        }
-        None => Some(accept_answer(
-            UpgradeKind::Http11,
-            &accept,
-            &request,
-            &config,
-        )),
-    };
-    drop(accept);
     let mut out = Vec::with_capacity(256);
-    let answer = match answer {
-        None => None,
-        Some(Ok((response, negotiated))) => {
-            write_response(&response, &[], &mut out);
-            Some(Ok(negotiated))
-        }
-        Some(Err((reject, e))) => {
-            reject.write(&mut out);
-            Some(Err(e))
+    let answer = if Instant::now() >= deadline {
+        Answer::TimedOut
+    } else {
+        let answer = match shutdown::refusal(shutdown.as_ref()) {
+            Some(reject) => {
+                let status = reject.status();
+                Err((reject, HandshakeError::Rejected { status }))
+            }
+            None => accept_answer(UpgradeKind::Http11, &accept, &request, &config),
+        };
+        match answer {
+            Ok((response, negotiated)) => {
+                write_response(&response, &[], &mut out);
+                Answer::Upgrade(negotiated)
+            }
+            Err((reject, e)) => {
+                reject.write(&mut out);
+                Answer::Refusal(e)
+            }
         }
     };
     async move {
         let negotiated = match answer {
-            None => return Err(handshake_timeout()),
-            Some(Err(e)) => {
+            Answer::TimedOut => return Err(handshake_timeout()),
+            Answer::Refusal(e) => {
                 write_refusal(&mut io, &out, deadline).await;
                 return Err(e.into());
             }
-            Some(Ok(negotiated)) => negotiated,
+            Answer::Upgrade(negotiated) => negotiated,
         };
         let write = async {
             io.write_all(&out).await?;
@@ -278,11 +273,21 @@ where
         timeout_at(deadline, write)
             .await
             .map_err(|_elapsed| handshake_timeout())??;
-        drop(out);
         buf.advance(head_len);
         let ws = server_socket(io, config, buf, negotiated, &request, shutdown.as_ref())?;
         Ok((ws, request))
     }
+}
+
+/// What [`server_accept`] answers, decided before its future starts; the bytes to write are
+/// made beside it.
+enum Answer {
+    /// The deadline passed while the application decided: nothing is written.
+    TimedOut,
+    /// Refused (by a shutdown, or a request `accept` cannot answer), with the error returned.
+    Refusal(HandshakeError),
+    /// Upgraded, with what was agreed.
+    Upgrade(Negotiated),
 }
 
 /// The answer `accept` makes to `request`, which asked for a WebSocket as `kind` says, with
